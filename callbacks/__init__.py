@@ -1,0 +1,5 @@
+"""Lightning callbacks that work with any module implementing the documented protocols."""
+
+from callbacks.prediction_writer import TopKPredictionWriter
+
+__all__ = ["TopKPredictionWriter"]

@@ -1,0 +1,61 @@
+"""Writes the top-K recommendations of ``predict`` with item ids and titles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.utilities import rank_zero_info
+
+
+class TopKPredictionWriter(BasePredictionWriter):
+    """Writes ``user_id, rank, item_id, title, score`` rows for ``Trainer.predict``.
+
+    Works with any module whose ``predict_step`` returns ``user`` ``[B]``, ``items`` ``[B, K]`` and
+    ``scores`` ``[B, K]`` (as every :class:`~lightning_rec.models.Recommender` does) and any data
+    module exposing ``user_ids`` (raw id per user index) and ``item_table`` (``item_id``, ``title``).
+    Under several processes each rank writes ``<stem>.rank<N><suffix>``.
+
+    Args:
+        output_path: ``.csv`` or ``.jsonl`` file to write.
+
+    Example:
+        >>> writer = TopKPredictionWriter("predictions/top10.csv")
+        >>> trainer = L.Trainer(callbacks=[writer])  # then trainer.predict(model, datamodule=dm)
+    """
+
+    def __init__(self, output_path: str = "predictions/top_k.csv") -> None:
+        super().__init__(write_interval="epoch")
+        self.output_path = Path(output_path)
+        if self.output_path.suffix not in (".csv", ".jsonl"):
+            raise ValueError(f"output_path must end in .csv or .jsonl, got {output_path!r}")
+
+    def _rows(self, trainer: L.Trainer, predictions: list[dict[str, Any]]):
+        datamodule = trainer.datamodule
+        user_ids, items = datamodule.user_ids, datamodule.item_table
+        item_ids, titles = items["item_id"].tolist(), items["title"].tolist()
+        for batch in predictions:
+            for user, ranked, scores in zip(batch["user"].tolist(), batch["items"].tolist(), batch["scores"].tolist()):
+                for rank, (item, score) in enumerate(zip(ranked, scores), start=1):
+                    yield {"user_id": str(user_ids[user]), "rank": rank, "item_id": str(item_ids[item]),
+                           "title": titles[item], "score": round(float(score), 6)}  # fmt: skip
+
+    def write_on_epoch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, predictions: list[Any], batch_indices: Any
+    ) -> None:
+        path = self.output_path
+        if trainer.world_size > 1:
+            path = path.with_name(f"{path.stem}.rank{trainer.global_rank}{path.suffix}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        rows = list(self._rows(trainer, predictions))
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            if path.suffix == ".jsonl":
+                f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+            else:
+                writer = csv.DictWriter(f, fieldnames=["user_id", "rank", "item_id", "title", "score"])
+                writer.writeheader()
+                writer.writerows(rows)
+        rank_zero_info(f"wrote {len(rows)} recommendations to {path}")

@@ -1,0 +1,53 @@
+"""The lightning-rec command line: ``python cli.py fit --config neumf.yaml``.
+
+A plain ``LightningCLI``: any model and data module by ``class_path``; the model's sizes are linked
+from the data module so they are never typed twice. ``--config NAME.yaml`` also finds files in
+``configs/``. After ``fit`` the best checkpoint (or the final weights) is tested.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from lightning.pytorch.cli import LightningCLI
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+class RecommenderCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments("data.num_users", "model.init_args.num_users", apply_on="instantiate")
+        parser.link_arguments("data.num_items", "model.init_args.num_items", apply_on="instantiate")
+
+    def after_fit(self) -> None:
+        if self.trainer.fast_dev_run:
+            return
+        checkpoint = self.trainer.checkpoint_callback
+        best = checkpoint.best_model_path if checkpoint is not None else ""
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
+
+
+def resolve_config_paths(argv: list[str]) -> list[str]:
+    """Maps ``--config X.yaml`` to ``configs/X.yaml`` when ``X.yaml`` is not an existing path."""
+    resolved = list(argv)
+    for i, arg in enumerate(resolved):
+        flag, eq, value = arg.partition("=")
+        if flag in ("--config", "-c") and not eq and i + 1 < len(resolved):
+            i, value = i + 1, resolved[i + 1]
+        elif not (flag == "--config" and eq):
+            continue
+        if not Path(value).exists() and (CONFIG_DIR / value).exists():
+            resolved[i] = str(CONFIG_DIR / value) if not eq else f"--config={CONFIG_DIR / value}"
+    return resolved
+
+
+def main(args: list[str] | None = None) -> RecommenderCLI:
+    argv = resolve_config_paths(sys.argv[1:] if args is None else args)
+    return RecommenderCLI(
+        subclass_mode_model=True, subclass_mode_data=True, save_config_kwargs={"overwrite": True}, args=argv
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Batches cut from tensors: no per-sample ``__getitem__`` in the hot loop."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+from torch.utils.data import IterableDataset
+
+Batch = dict[str, Tensor]
+
+
+def rank_and_world_size() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class BatchStream(IterableDataset):
+    """Yields batches sliced from whole-epoch columns: ``make_columns(epoch)`` builds the columns
+    once per epoch (shuffling, negative sampling: vectorised), then each batch is a slice, passed
+    through ``finish_batch`` if given (e.g. to add a dense mask that would not fit for all rows).
+
+    Each process takes every ``world_size``-th batch. For training (``even_shards=True``) the
+    shards are padded by wrapping around so every rank runs the same number of steps, as
+    ``DistributedSampler`` does; evaluation streams are not padded, so no example is counted twice.
+
+    Use it with ``DataLoader(stream, batch_size=None)``.
+    """
+
+    def __init__(
+        self,
+        num_rows: int,
+        batch_size: int,
+        make_columns: Callable[[int], Batch],
+        finish_batch: Callable[[Batch], Batch] | None = None,
+        epoch_fn: Callable[[], int] = lambda: 0,
+        even_shards: bool = False,
+    ) -> None:
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self.num_rows, self.batch_size = num_rows, batch_size
+        self.make_columns, self.finish_batch = make_columns, finish_batch
+        self.epoch_fn, self.even_shards = epoch_fn, even_shards
+
+    def _batch_indices(self) -> list[int]:
+        num_batches = math.ceil(self.num_rows / self.batch_size)
+        rank, world_size = rank_and_world_size()
+        if self.even_shards:
+            per_rank = math.ceil(num_batches / world_size)
+            return [(rank + i * world_size) % num_batches for i in range(per_rank)]
+        return list(range(rank, num_batches, world_size))
+
+    def __len__(self) -> int:
+        return len(self._batch_indices())
+
+    def __iter__(self) -> Iterator[Batch]:
+        columns = self.make_columns(self.epoch_fn())
+        for batch_index in self._batch_indices():
+            start = batch_index * self.batch_size
+            batch = {key: value[start : start + self.batch_size] for key, value in columns.items()}
+            yield self.finish_batch(batch) if self.finish_batch else batch
+
+
+def dense_mask(indptr: Tensor, indices: Tensor, rows: Tensor, num_columns: int) -> Tensor:
+    """``[len(rows), num_columns]`` bool mask with ``True`` at each row's CSR entries."""
+    starts, ends = indptr[rows], indptr[rows + 1]
+    lengths = ends - starts
+    row_of_entry = torch.repeat_interleave(torch.arange(len(rows)), lengths)
+    offsets = torch.arange(int(lengths.sum())) - torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
+    mask = torch.zeros(len(rows), num_columns, dtype=torch.bool)
+    mask[row_of_entry, indices[torch.repeat_interleave(starts, lengths) + offsets]] = True
+    return mask
+
+
+def csr(users: Tensor, items: Tensor, num_users: int) -> tuple[Tensor, Tensor]:
+    """``(indptr, indices)`` of items grouped by user; the order within a user is kept."""
+    order = torch.argsort(users, stable=True)
+    indptr = torch.zeros(num_users + 1, dtype=torch.long)
+    indptr[1:] = torch.cumsum(torch.bincount(users, minlength=num_users), 0)
+    return indptr, items[order]

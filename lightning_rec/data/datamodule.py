@@ -1,0 +1,190 @@
+"""The shared data module: parse -> preprocess -> leave-one-out -> encode -> tensor batches.
+
+Dataset-specific modules in ``data_modules/`` only say how to parse their files (:meth:`load_log`).
+
+Batches are ``dict[str, Tensor]``:
+
+- train: ``user`` ``[B]``, ``item`` ``[B]`` (a positive), ``negative_items`` ``[B, num_negatives]``
+  (uniform over items the user has not interacted with in train, redrawn every epoch from the seed).
+- validation / test: ``user`` ``[B]``, ``target_item`` ``[B]``; with the ``sampled`` protocol
+  ``candidate_items`` ``[B, 1 + num_eval_negatives]`` (target first, then negatives the user never
+  interacted with, fixed by the seed); with the ``full`` protocol ``seen_mask`` ``[B, num_items]``
+  (items the user had before the target, to be excluded from the ranking).
+- predict: ``user`` ``[B]``, ``seen_mask`` ``[B, num_items]`` (the user's training items).
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+from typing import Literal
+
+import lightning as L
+import pandas as pd
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from lightning_rec.data.batching import Batch, BatchStream, csr, dense_mask
+from lightning_rec.data.interactions import EncodedInteractions, encode
+from lightning_rec.data.negatives import InteractionSet, sample_distinct_negatives, sample_negatives
+from lightning_rec.data.splits import drop_short_users, leave_one_out
+from lightning_rec.data.tables import InteractionLog
+
+log = logging.getLogger(__name__)
+
+EvalProtocol = Literal["sampled", "full"]
+
+
+class InteractionDataModule(L.LightningDataModule):
+    """Leave-one-out implicit-feedback data with seeded negatives; subclasses implement :meth:`load_log`.
+
+    Args:
+        batch_size: positives per training batch (each comes with ``num_negatives`` negatives).
+        eval_batch_size: users per validation/test/predict batch.
+        num_negatives: sampled training negatives per positive (NCF uses 4).
+        num_eval_negatives: negatives per user for the ``sampled`` protocol (NCF uses 99).
+        eval_protocols: which rankings validation and test report: ``sampled`` candidates and/or
+            ``full`` catalog ranking with the user's earlier items masked out.
+        min_user_interactions: users with fewer interactions are dropped (logged count).
+        seed: fixes the split where no order is known, the training negatives of each epoch and
+            the evaluation candidates (identical across models for the same seed).
+    """
+
+    def __init__(
+        self,
+        batch_size: int = 256,
+        eval_batch_size: int = 256,
+        num_negatives: int = 4,
+        num_eval_negatives: int = 99,
+        eval_protocols: list[EvalProtocol] | None = None,
+        min_user_interactions: int = 3,
+        seed: int = 42,
+    ) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_negatives = num_negatives
+        self.num_eval_negatives = num_eval_negatives
+        self.eval_protocols = list(eval_protocols or ["sampled", "full"])
+        unknown = set(self.eval_protocols) - {"sampled", "full"}
+        if unknown:
+            raise ValueError(f"unknown eval_protocols {sorted(unknown)}; choose from 'sampled', 'full'")
+        self.min_user_interactions = min_user_interactions
+        self.seed = seed
+
+    # ------------------------------------------------------------------ what subclasses provide
+    def load_log(self) -> InteractionLog:
+        """Parses the dataset files into raw-id tables."""
+        raise NotImplementedError
+
+    def preprocess(self, interaction_log: InteractionLog) -> InteractionLog:
+        """Dataset-specific filtering before the split; the default keeps everything."""
+        return interaction_log
+
+    # ------------------------------------------------------------------ the encoded data
+    @cached_property
+    def data(self) -> EncodedInteractions:
+        """Parsed, split and encoded on first use, so the CLI can link sizes before ``setup``."""
+        parsed = self.preprocess(self.load_log())
+        interactions = drop_short_users(parsed.interactions, self.min_user_interactions, parsed.name)
+        train, validation, test = leave_one_out(interactions, parsed.ordering, self.seed)
+        data = encode(train, validation, test, parsed.items, parsed.name)
+        log.info(
+            "%s: %d users, %d items, %d train interactions, split by %s",
+            parsed.name, data.num_users, data.num_items, len(data.train_items), parsed.ordering,
+        )  # fmt: skip
+        self.ordering = parsed.ordering
+        return data
+
+    @property
+    def num_users(self) -> int:
+        return self.data.num_users
+
+    @property
+    def num_items(self) -> int:
+        return self.data.num_items
+
+    @property
+    def user_ids(self) -> list[str]:
+        """Raw id of each user index."""
+        return self.data.user_ids.tolist()
+
+    @property
+    def item_table(self) -> pd.DataFrame:
+        """Items in index order: ``item_id`` (raw), ``title``, ``categories``, ``text``."""
+        return self.data.items
+
+    @property
+    def item_titles(self) -> list[str]:
+        return self.data.items["title"].tolist()
+
+    @property
+    def item_texts(self) -> list[str]:
+        return self.data.items["text"].tolist()
+
+    @property
+    def item_popularity(self) -> Tensor:
+        return self.data.item_popularity()
+
+    @cached_property
+    def train_pairs(self) -> InteractionSet:
+        return InteractionSet(self.data.train_users, self.data.train_items, self.num_items)
+
+    @cached_property
+    def all_pairs(self) -> InteractionSet:
+        """Every known interaction: the sampled protocol's negatives avoid all of them."""
+        users, items = self.data.history("test")
+        has_test = torch.nonzero(self.data.test_items >= 0).squeeze(1)
+        return InteractionSet(torch.cat([users, has_test]), torch.cat([items, self.data.test_items[has_test]]), self.num_items)
+
+    def setup(self, stage: str) -> None:
+        self.data  # noqa: B018 - parse once per process, before the loaders ask
+
+    # ------------------------------------------------------------------ loaders
+    def _epoch(self) -> int:
+        return self.trainer.current_epoch if self.trainer is not None else 0
+
+    def _train_columns(self, epoch: int) -> Batch:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        order = torch.randperm(len(self.data.train_items), generator=generator)
+        users = self.data.train_users[order]
+        negatives = sample_negatives(users, self.num_negatives, self.train_pairs, generator)
+        return {"user": users, "item": self.data.train_items[order], "negative_items": negatives}
+
+    def train_dataloader(self) -> DataLoader:
+        stream = BatchStream(
+            len(self.data.train_items), self.batch_size, self._train_columns, epoch_fn=self._epoch, even_shards=True
+        )
+        return DataLoader(stream, batch_size=None)
+
+    def _eval_loader(self, stage: Literal["validate", "test"]) -> DataLoader:
+        targets = self.data.val_items if stage == "validate" else self.data.test_items
+        users = torch.nonzero(targets >= 0).squeeze(1)
+        columns = {"user": users, "target_item": targets[users]}
+        if "sampled" in self.eval_protocols:
+            negatives = sample_distinct_negatives(
+                users, self.num_eval_negatives, self.all_pairs, seed=self.seed + (1 if stage == "validate" else 2)
+            )
+            columns["candidate_items"] = torch.cat([targets[users].unsqueeze(1), negatives], dim=1)
+        seen = csr(*self.data.history(stage), self.num_users) if "full" in self.eval_protocols else None
+        return self._user_loader(columns, seen)
+
+    def _user_loader(self, columns: Batch, seen: tuple[Tensor, Tensor] | None) -> DataLoader:
+        def add_seen_mask(batch: Batch) -> Batch:
+            return {**batch, "seen_mask": dense_mask(*seen, batch["user"], self.num_items)}
+
+        stream = BatchStream(
+            len(columns["user"]), self.eval_batch_size, lambda epoch: columns, add_seen_mask if seen else None
+        )
+        return DataLoader(stream, batch_size=None)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("validate")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        seen = csr(self.data.train_users, self.data.train_items, self.num_users)
+        return self._user_loader({"user": torch.arange(self.num_users)}, seen)

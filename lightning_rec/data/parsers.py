@@ -1,0 +1,240 @@
+"""Parsers from the public file formats to an :class:`InteractionLog`.
+
+Each parser checks what it reads and raises :class:`DataFormatError` naming the file and the first
+bad line, so a wrong separator or a truncated download fails loudly instead of training on junk.
+"""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import html
+import json
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lightning_rec.data.tables import DataFormatError, InteractionLog
+
+log = logging.getLogger(__name__)
+
+ML100K_GENRES = [
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
+    "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi",
+    "Thriller", "War", "Western",
+]  # fmt: skip
+
+
+def require_file(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(f"missing file: {path}")
+    return path
+
+
+def item_text(title: str, categories: list[str], brand: str = "") -> str:
+    """The one string the language-model side reads for an item: ``Title | Cat|Cat [| brand]``."""
+    parts = [title, "|".join(categories)]
+    if brand:
+        parts.append(brand)
+    return " | ".join(p for p in parts if p)
+
+
+def _read_delimited(path: Path, sep: str, names: list[str], numeric: list[str], encoding: str) -> pd.DataFrame:
+    """Reads a headerless delimited file, checking the column count and numeric columns per line."""
+    with open(path, encoding=encoding) as f:
+        lines = f.read().splitlines()
+    if not any(lines):
+        raise DataFormatError(f"{path}: file is empty")
+    rows = [line.split(sep) for line in lines if line]
+    for lineno, row in enumerate(rows, start=1):
+        if len(row) != len(names):
+            raise DataFormatError(
+                f"{path}:{lineno}: expected {len(names)} fields separated by {sep!r}, got {len(row)}: {lines[lineno - 1][:80]!r}"
+            )
+    frame = pd.DataFrame(rows, columns=names)
+    for column in numeric:
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = np.flatnonzero(values.isna().to_numpy())
+        if len(bad):
+            raise DataFormatError(f"{path}:{bad[0] + 1}: column {column!r} is not numeric: {frame[column].iloc[bad[0]]!r}")
+        frame[column] = values.astype(np.int64)
+    return frame
+
+
+def parse_movielens_movies(path: str | Path, sep: str = "::", encoding: str = "ISO-8859-1") -> pd.DataFrame:
+    """``movies.dat``: ``MovieID::Title (Year)::Genre|Genre``."""
+    movies = _read_delimited(require_file(path), sep, ["item_id", "title", "genres"], ["item_id"], encoding)
+    movies["item_id"] = movies["item_id"].astype(str)
+    movies["title"] = movies["title"].str.strip()
+    movies["categories"] = movies["genres"].map(lambda g: [x for x in g.split("|") if x])
+    movies["text"] = [item_text(t, c) for t, c in zip(movies["title"], movies["categories"])]
+    return movies[["item_id", "title", "categories", "text"]]
+
+
+def parse_movielens_1m(
+    data_dir: str | Path, ratings_file: str | Path | None = None, min_rating: int = 0
+) -> InteractionLog:
+    """MovieLens-1M: ``ratings.dat`` (``UserID::MovieID::Rating::Timestamp``) and ``movies.dat``.
+
+    ``ratings_file`` may instead point to a CSV with a header holding ``user_id``, ``movie_id``,
+    ``rating`` and optionally ``timestamp``; without timestamps the log has no order and the split
+    falls back to a seeded random leave-one-out. Ratings below ``min_rating`` are dropped (0 keeps all,
+    the implicit-feedback convention of NCF).
+    """
+    data_dir = Path(data_dir)
+    ratings_path = require_file(Path(ratings_file) if ratings_file else data_dir / "ratings.dat")
+    items = parse_movielens_movies(data_dir / "movies.dat")
+    if ratings_path.suffix == ".csv":
+        ratings, ordering = _parse_ratings_csv(ratings_path)
+    else:
+        ratings = _read_delimited(
+            ratings_path, "::", ["user_id", "item_id", "rating", "order"], ["user_id", "item_id", "rating", "order"], "ISO-8859-1"
+        )
+        ordering = "time"
+    return _finish_movielens(ratings, items, ordering, min_rating, name="ml-1m", ratings_path=ratings_path)
+
+
+def _parse_ratings_csv(path: Path) -> tuple[pd.DataFrame, str]:
+    frame = pd.read_csv(path)
+    if "movie_id" in frame.columns and "item_id" not in frame.columns:
+        frame = frame.rename(columns={"movie_id": "item_id"})
+    missing = {"user_id", "item_id", "rating"} - set(frame.columns)
+    if missing:
+        raise DataFormatError(f"{path}:1: header lacks columns {sorted(missing)} (found {list(frame.columns)})")
+    for column in ["user_id", "item_id", "rating"]:
+        values = pd.to_numeric(frame[column], errors="coerce")
+        bad = np.flatnonzero(values.isna().to_numpy())
+        if len(bad):
+            raise DataFormatError(f"{path}:{bad[0] + 2}: column {column!r} is not numeric")
+        frame[column] = values.astype(np.int64)
+    unresolved = frame["item_id"] < 0
+    if unresolved.any():
+        log.warning("%s: dropped %d ratings whose movie id is unknown (-1)", path, int(unresolved.sum()))
+        frame = frame[~unresolved]
+    if "timestamp" in frame.columns:
+        return frame.rename(columns={"timestamp": "order"}), "time"
+    log.warning("%s has no timestamps: the split will be a seeded random leave-one-out, not by time", path)
+    frame["order"] = 0
+    return frame, "none"
+
+
+def _finish_movielens(
+    ratings: pd.DataFrame, items: pd.DataFrame, ordering: str, min_rating: int, name: str, ratings_path: Path
+) -> InteractionLog:
+    if min_rating > 0:
+        kept = ratings["rating"] >= min_rating
+        log.info("%s: dropped %d ratings below %d", name, int((~kept).sum()), min_rating)
+        ratings = ratings[kept]
+    ratings = ratings.assign(user_id=ratings["user_id"].astype(str), item_id=ratings["item_id"].astype(str))
+    known = ratings["item_id"].isin(items["item_id"])
+    if not known.all():
+        log.warning("%s: dropped %d ratings of movies missing from the movie file", ratings_path, int((~known).sum()))
+        ratings = ratings[known]
+    columns = ["user_id", "item_id", "order", "rating"]
+    return InteractionLog(ratings[columns].reset_index(drop=True), items, ordering, name)  # type: ignore[arg-type]
+
+
+def parse_movielens_100k(data_dir: str | Path, min_rating: int = 0) -> InteractionLog:
+    """MovieLens-100K: ``u.data`` (tab separated, with timestamps) and ``u.item`` (19 genre flags)."""
+    data_dir = Path(data_dir)
+    ratings_path = require_file(data_dir / "u.data")
+    ratings = _read_delimited(
+        ratings_path, "\t", ["user_id", "item_id", "rating", "order"], ["user_id", "item_id", "rating", "order"], "ISO-8859-1"
+    )
+    names = ["item_id", "title", "release", "video", "url"] + ML100K_GENRES
+    raw = _read_delimited(require_file(data_dir / "u.item"), "|", names, ["item_id"] + ML100K_GENRES, "ISO-8859-1")
+    flags = raw[ML100K_GENRES].to_numpy().astype(bool)
+    items = pd.DataFrame({"item_id": raw["item_id"].astype(str), "title": raw["title"].str.strip()})
+    items["categories"] = [[g for g, on in zip(ML100K_GENRES, row) if on] for row in flags]
+    items["text"] = [item_text(t, c) for t, c in zip(items["title"], items["categories"])]
+    return _finish_movielens(ratings, items, "time", min_rating, name="ml-100k", ratings_path=ratings_path)
+
+
+# ---------------------------------------------------------------------------------------- Amazon
+
+
+def _open_text(path: Path) -> Iterator[str]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        yield from f
+
+
+def _parse_record(line: str, path: Path, lineno: int) -> dict:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:
+        # The 2014 metadata dumps are Python dict literals, not JSON.
+        try:
+            return ast.literal_eval(line)
+        except (ValueError, SyntaxError) as err:
+            raise DataFormatError(f"{path}:{lineno}: not a JSON object: {line[:80]!r}") from err
+
+
+def _clean_title(title: object) -> str:
+    if not isinstance(title, str):
+        return ""
+    return re.sub(r"\s+", " ", html.unescape(title)).strip()
+
+
+def parse_amazon_reviews(reviews_file: str | Path, meta_file: str | Path, name: str = "amazon") -> InteractionLog:
+    """Amazon 5-core review dump (JSON lines, optionally gzipped) plus its metadata file.
+
+    Reviews need ``reviewerID``, ``asin`` and ``unixReviewTime``; metadata rows give ``title``,
+    ``brand`` and ``categories`` (2014 dumps) or ``category`` (2018 dumps).
+    """
+    reviews_path, meta_path = require_file(reviews_file), require_file(meta_file)
+    rows = []
+    for lineno, line in enumerate(_open_text(reviews_path), start=1):
+        if not line.strip():
+            continue
+        record = _parse_record(line, reviews_path, lineno)
+        try:
+            rows.append((record["reviewerID"], record["asin"], int(record["unixReviewTime"])))
+        except (KeyError, TypeError, ValueError) as err:
+            raise DataFormatError(f"{reviews_path}:{lineno}: needs reviewerID, asin, unixReviewTime ({err!r})") from err
+    interactions = pd.DataFrame(rows, columns=["user_id", "item_id", "order"])
+    items = []
+    for lineno, line in enumerate(_open_text(meta_path), start=1):
+        if not line.strip():
+            continue
+        record = _parse_record(line, meta_path, lineno)
+        if "asin" not in record:
+            raise DataFormatError(f"{meta_path}:{lineno}: metadata record without 'asin'")
+        categories = record.get("categories") or record.get("category") or []
+        if categories and isinstance(categories[0], list):
+            categories = list(dict.fromkeys(c for path in categories for c in path))
+        title, brand = _clean_title(record.get("title")), _clean_title(record.get("brand"))
+        items.append((record["asin"], title, list(categories), item_text(title, list(categories), brand)))
+    item_table = pd.DataFrame(items, columns=["item_id", "title", "categories", "text"]).drop_duplicates("item_id")
+    return InteractionLog(interactions, item_table, "time", name)
+
+
+def parse_amazon_sequences(sequence_file: str | Path, titles_file: str | Path, name: str = "amazon") -> InteractionLog:
+    """Time-ordered sequences (``user item1 item2 ...`` per line) plus a title TSV.
+
+    The TSV has a header with ``asin`` (or ``item_id``) and ``title`` columns, as in the P5/IDGenRec
+    preprocessing of the Amazon 5-core data. There are no timestamps; the order within a line is used.
+    """
+    sequence_path, titles_path = require_file(sequence_file), require_file(titles_file)
+    rows = []
+    for lineno, line in enumerate(_open_text(sequence_path), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) < 2:
+            raise DataFormatError(f"{sequence_path}:{lineno}: expected 'user item1 item2 ...', got {line.strip()[:80]!r}")
+        rows.extend((fields[0], item, position) for position, item in enumerate(fields[1:]))
+    interactions = pd.DataFrame(rows, columns=["user_id", "item_id", "order"])
+    titles = pd.read_csv(titles_path, sep="\t", dtype=str, keep_default_na=False, quoting=3)
+    titles = titles.rename(columns={"asin": "item_id"})
+    if not {"item_id", "title"} <= set(titles.columns):
+        raise DataFormatError(f"{titles_path}:1: header needs 'asin' (or 'item_id') and 'title', got {list(titles.columns)}")
+    item_table = pd.DataFrame({"item_id": titles["item_id"], "title": titles["title"].map(_clean_title)})
+    item_table["categories"] = [[] for _ in range(len(item_table))]
+    item_table["text"] = item_table["title"]
+    return InteractionLog(interactions, item_table.drop_duplicates("item_id"), "position", name)

@@ -1,0 +1,67 @@
+"""Preprocessing and the leave-one-out split, written once and used by every data module."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from lightning_rec.data.tables import DataFormatError, InteractionLog, Ordering
+
+log = logging.getLogger(__name__)
+
+
+def deduplicate(interactions: pd.DataFrame, name: str = "") -> pd.DataFrame:
+    """Keeps the first of repeated (user, item) pairs (GPT4Rec preprocessing)."""
+    kept = ~interactions.duplicated(["user_id", "item_id"], keep="first")
+    log.info("%s: dropped %d repeated user-item interactions", name, int((~kept).sum()))
+    return interactions[kept]
+
+
+def drop_bad_titles(log_: InteractionLog, max_title_length: int = 400) -> InteractionLog:
+    """Drops items with a missing/empty title or one longer than ``max_title_length`` characters,
+    and their interactions (GPT4Rec drops such items because their title cannot serve as a query)."""
+    titles = log_.items["title"].fillna("")
+    good_items = log_.items[(titles.str.len() > 0) & (titles.str.len() <= max_title_length)]
+    kept = log_.interactions["item_id"].isin(good_items["item_id"])
+    log.info(
+        "%s: dropped %d items with a missing or >%d-character title and their %d interactions",
+        log_.name, len(log_.items) - len(good_items), max_title_length, int((~kept).sum()),
+    )  # fmt: skip
+    return InteractionLog(log_.interactions[kept], good_items, log_.ordering, log_.name)
+
+
+def drop_short_users(interactions: pd.DataFrame, min_interactions: int = 3, name: str = "") -> pd.DataFrame:
+    """Drops users with fewer than ``min_interactions`` (leave-one-out needs train, validation, test)."""
+    counts = interactions.groupby("user_id")["item_id"].transform("size")
+    kept = counts >= min_interactions
+    dropped_users = interactions.loc[~kept, "user_id"].nunique()
+    if dropped_users:
+        log.warning("%s: dropped %d users with fewer than %d interactions", name, dropped_users, min_interactions)
+    result = interactions[kept]
+    if result.empty:
+        raise DataFormatError(f"{name}: no user has {min_interactions} or more interactions")
+    return result
+
+
+def leave_one_out(
+    interactions: pd.DataFrame, ordering: Ordering, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Splits each user's interactions: last one to test, second-to-last to validation, rest to train.
+
+    "Last" is by timestamp (``ordering="time"``, ties kept in file order), by file position
+    (``"position"``), or for logs without any order (``"none"``) a seeded random permutation per user.
+
+    Returns:
+        ``(train, validation, test)`` frames, each sorted by user and then order.
+    """
+    frame = interactions.reset_index(drop=True)
+    if ordering == "none":
+        # A random order per user: sorting by a seeded random key is a uniform permutation.
+        frame = frame.assign(order=np.random.default_rng(seed).permutation(len(frame)))
+    frame = frame.assign(_row=np.arange(len(frame)))
+    frame = frame.sort_values(["user_id", "order", "_row"], kind="stable")
+    from_end = frame.groupby("user_id", sort=False).cumcount(ascending=False).to_numpy()
+    frame = frame.drop(columns="_row")
+    return frame[from_end >= 2], frame[from_end == 1], frame[from_end == 0]

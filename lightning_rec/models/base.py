@@ -1,0 +1,131 @@
+"""What every recommender shares: the scoring interface, the sampled-negative loss, one evaluation.
+
+A model implements :meth:`Recommender.score` (and, when it can do better than scoring every item
+pair by pair, :meth:`Recommender.score_all`); training, validation, test and predict then work the
+same for every model, so their numbers are comparable by construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from lightning_rec.metrics import RankingMetrics
+from lightning_rec.nn.losses import RecommendationLoss, recommendation_loss
+
+Batch = dict[str, Tensor]
+PROTOCOL_KEYS = {"sampled": "candidate_items", "full": "seen_mask"}
+
+
+class Recommender(L.LightningModule):
+    """Base class of all recommenders.
+
+    Args:
+        num_users: number of users (linked from the data module by the CLI).
+        num_items: number of items (linked from the data module by the CLI).
+        loss: ``bce`` (pointwise, NCF) or ``bpr`` (pairwise) over the sampled negatives.
+        learning_rate: Adam learning rate.
+        weight_decay: Adam weight decay (L2 regularisation).
+        top_k: cut-offs for the evaluation metrics.
+        predict_top_k: how many items ``predict`` returns per user.
+    """
+
+    #: Items scored per forward in :meth:`score_all`, bounding memory for pairwise scorers.
+    score_chunk_pairs: int = 2**20
+
+    def __init__(
+        self,
+        num_users: int,
+        num_items: int,
+        loss: RecommendationLoss = "bce",
+        learning_rate: float = 1e-3,
+        weight_decay: float = 0.0,
+        top_k: Sequence[int] = (5, 10, 20),
+        predict_top_k: int = 10,
+    ) -> None:
+        super().__init__()
+        if num_users <= 0 or num_items <= 0:
+            raise ValueError(f"num_users and num_items must be positive, got {num_users} and {num_items}")
+        self.num_users, self.num_items = num_users, num_items
+        self.loss_kind, self.learning_rate, self.weight_decay = loss, learning_rate, weight_decay
+        self.predict_top_k = predict_top_k
+        self.metrics = nn.ModuleDict(
+            {f"{stage}_{protocol}": RankingMetrics(top_k) for stage in ("val", "test") for protocol in PROTOCOL_KEYS}
+        )
+
+    # ------------------------------------------------------------------ the scoring interface
+    def score(self, users: Tensor, items: Tensor) -> Tensor:
+        """Scores ``items`` ``[B, C]`` for ``users`` ``[B]``; returns ``[B, C]`` (higher is better)."""
+        raise NotImplementedError
+
+    def score_all(self, users: Tensor) -> Tensor:
+        """Scores every item for ``users`` ``[B]``; returns ``[B, num_items]``."""
+        chunk = max(1, self.score_chunk_pairs // max(1, len(users)))
+        all_items = torch.arange(self.num_items, device=users.device)
+        return torch.cat(
+            [self.score(users, block.expand(len(users), -1)) for block in all_items.split(chunk)], dim=1
+        )
+
+    # ------------------------------------------------------------------ training
+    def training_loss(self, batch: Batch) -> Tensor:
+        users = batch["user"]
+        positive = self.score(users, batch["item"].unsqueeze(1))
+        negative = self.score(users, batch["negative_items"])
+        return recommendation_loss(positive, negative, self.loss_kind)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        loss = self.training_loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["user"]))
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, batch: Batch, stage: str) -> None:
+        users = batch["user"]
+        if "candidate_items" in batch:
+            # The target is column 0 of the candidates.
+            scores = self.score(users, batch["candidate_items"])
+            self.metrics[f"{stage}_sampled"].update(scores.float(), torch.zeros_like(users).unsqueeze(1))
+        if "seen_mask" in batch:
+            scores = self.score_all(users).float().masked_fill(batch["seen_mask"], float("-inf"))
+            self.metrics[f"{stage}_full"].update(scores, batch["target_item"].unsqueeze(1))
+
+    def log_metrics(self, stage: str) -> None:
+        for protocol in PROTOCOL_KEYS:
+            metric = self.metrics[f"{stage}_{protocol}"]
+            if metric.update_called:
+                values = metric.compute()  # synchronised across processes by torchmetrics
+                self.log_dict({f"{stage}/{protocol}/{name}": value for name, value in values.items()})
+            metric.reset()
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self.evaluate(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_metrics("val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self.evaluate(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self.log_metrics("test")
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> Batch:
+        """Top ``predict_top_k`` unseen items per user: ``user``, ``items`` and ``scores``."""
+        scores = self.score_all(batch["user"]).float()
+        if "seen_mask" in batch:
+            scores = scores.masked_fill(batch["seen_mask"], float("-inf"))
+        top = scores.topk(min(self.predict_top_k, self.num_items), dim=1)
+        return {"user": batch["user"], "items": top.indices, "scores": top.values}
+
+
+def normal_embedding(count: int, dim: int, std: float = 0.01) -> nn.Embedding:
+    """An embedding table initialised from N(0, std^2), as NCF does."""
+    embedding = nn.Embedding(count, dim)
+    nn.init.normal_(embedding.weight, std=std)
+    return embedding

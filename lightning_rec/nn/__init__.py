@@ -1,0 +1,1 @@
+"""Reusable ``nn.Module`` blocks and losses shared by the recommenders."""

@@ -1,0 +1,28 @@
+"""Recommendation losses on a positive score and sampled negative scores."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+RecommendationLoss = Literal["bce", "bpr"]
+
+
+def recommendation_loss(positive: Tensor, negative: Tensor, kind: RecommendationLoss) -> Tensor:
+    """Loss of logits ``positive`` ``[B, 1]`` against ``negative`` ``[B, N]``.
+
+    ``bce``: pointwise log loss with label 1 for positives, 0 for negatives, averaged over all
+    ``B * (1 + N)`` instances (NCF, He et al. 2017, eq. 7). ``bpr``: ``-log sigmoid(pos - neg)``
+    averaged over the ``B * N`` pairs (Rendle et al. 2009, eq. 4, regularisation via weight decay).
+    """
+    if kind == "bce":
+        logits = torch.cat([positive, negative], dim=1)
+        labels = torch.zeros_like(logits)
+        labels[:, 0] = 1.0
+        return F.binary_cross_entropy_with_logits(logits, labels)
+    if kind == "bpr":
+        return -F.logsigmoid(positive - negative).mean()
+    raise ValueError(f"unknown loss {kind!r}; choose 'bce' or 'bpr'")

@@ -1,0 +1,36 @@
+"""Feed-forward towers over (user, item) pairs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+
+class PairTower(nn.Module):
+    """ReLU MLP over the concatenation ``[user; item]`` for ``B`` users and ``C`` items each.
+
+    The first layer is applied to each side apart (``W [u; i] = W_u u + W_i i``), which is the same
+    function but never materialises ``B x C`` concatenated inputs and computes the user side once.
+
+    Example:
+        >>> import torch
+        >>> tower = PairTower(user_dim=8, item_dim=8, hidden_dims=[16, 8])
+        >>> tower(torch.randn(2, 8), torch.randn(2, 5, 8)).shape
+        torch.Size([2, 5, 8])
+    """
+
+    def __init__(self, user_dim: int, item_dim: int, hidden_dims: Sequence[int], dropout: float = 0.0) -> None:
+        super().__init__()
+        if not hidden_dims:
+            raise ValueError("PairTower needs at least one hidden layer")
+        self.user_in = nn.Linear(user_dim, hidden_dims[0])
+        self.item_in = nn.Linear(item_dim, hidden_dims[0], bias=False)
+        layers: list[nn.Module] = [nn.ReLU(), nn.Dropout(dropout)]
+        for d_in, d_out in zip(hidden_dims[:-1], hidden_dims[1:]):
+            layers += [nn.Linear(d_in, d_out), nn.ReLU(), nn.Dropout(dropout)]
+        self.rest = nn.Sequential(*layers)
+        self.output_dim = hidden_dims[-1]
+
+    def forward(self, user: Tensor, item: Tensor) -> Tensor:
+        return self.rest(self.user_in(user).unsqueeze(1) + self.item_in(item))
