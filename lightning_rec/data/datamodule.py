@@ -136,7 +136,9 @@ class InteractionDataModule(L.LightningDataModule):
         """Every known interaction: the sampled protocol's negatives avoid all of them."""
         users, items = self.data.history("test")
         has_test = torch.nonzero(self.data.test_items >= 0).squeeze(1)
-        return InteractionSet(torch.cat([users, has_test]), torch.cat([items, self.data.test_items[has_test]]), self.num_items)
+        return InteractionSet(
+            torch.cat([users, has_test]), torch.cat([items, self.data.test_items[has_test]]), self.num_items
+        )
 
     def setup(self, stage: str) -> None:
         self.data  # noqa: B018 - parse once per process, before the loaders ask

@@ -74,7 +74,9 @@ def encode(
         item_index = item_vocab.get_indexer(frame["item_id"])
         known = (users >= 0) & (item_index >= 0)
         if (~known).any():
-            log.warning("%s: dropped %d %s interactions with an item unseen in training", name, int((~known).sum()), split)
+            log.warning(
+                "%s: dropped %d %s interactions with an item unseen in training", name, int((~known).sum()), split
+            )
         targets = torch.full((len(user_vocab),), -1, dtype=torch.long)
         targets[torch.as_tensor(users[known])] = torch.as_tensor(item_index[known], dtype=torch.long)
         return targets
@@ -84,7 +86,9 @@ def encode(
     if no_text.any():
         log.warning("%s: %d items have no metadata; their title and text are empty", name, int(no_text.sum()))
         table.loc[no_text, ["title", "text"]] = ""
-        table.loc[no_text, "categories"] = pd.Series([[] for _ in range(int(no_text.sum()))], index=table.index[no_text])
+        table.loc[no_text, "categories"] = pd.Series(
+            [[] for _ in range(int(no_text.sum()))], index=table.index[no_text]
+        )
     table = table.reset_index().rename(columns={"index": "item_id"})
     return EncodedInteractions(
         user_ids=user_vocab.to_numpy(),

@@ -47,21 +47,23 @@ def item_text(title: str, categories: list[str], brand: str = "") -> str:
 def _read_delimited(path: Path, sep: str, names: list[str], numeric: list[str], encoding: str) -> pd.DataFrame:
     """Reads a headerless delimited file, checking the column count and numeric columns per line."""
     with open(path, encoding=encoding) as f:
-        lines = f.read().splitlines()
-    if not any(lines):
+        numbered = [(lineno, line) for lineno, line in enumerate(f.read().splitlines(), start=1) if line]
+    if not numbered:
         raise DataFormatError(f"{path}: file is empty")
-    rows = [line.split(sep) for line in lines if line]
-    for lineno, row in enumerate(rows, start=1):
+    rows = [line.split(sep) for _, line in numbered]
+    for (lineno, line), row in zip(numbered, rows):
         if len(row) != len(names):
             raise DataFormatError(
-                f"{path}:{lineno}: expected {len(names)} fields separated by {sep!r}, got {len(row)}: {lines[lineno - 1][:80]!r}"
+                f"{path}:{lineno}: expected {len(names)} fields separated by {sep!r}, got {len(row)}: {line[:80]!r}"
             )
     frame = pd.DataFrame(rows, columns=names)
     for column in numeric:
         values = pd.to_numeric(frame[column], errors="coerce")
         bad = np.flatnonzero(values.isna().to_numpy())
         if len(bad):
-            raise DataFormatError(f"{path}:{bad[0] + 1}: column {column!r} is not numeric: {frame[column].iloc[bad[0]]!r}")
+            raise DataFormatError(
+                f"{path}:{bad[0] + 1}: column {column!r} is not numeric: {frame[column].iloc[bad[0]]!r}"
+            )
         frame[column] = values.astype(np.int64)
     return frame
 
@@ -93,7 +95,11 @@ def parse_movielens_1m(
         ratings, ordering = _parse_ratings_csv(ratings_path)
     else:
         ratings = _read_delimited(
-            ratings_path, "::", ["user_id", "item_id", "rating", "order"], ["user_id", "item_id", "rating", "order"], "ISO-8859-1"
+            ratings_path,
+            "::",
+            ["user_id", "item_id", "rating", "order"],
+            ["user_id", "item_id", "rating", "order"],
+            "ISO-8859-1",
         )
         ordering = "time"
     return _finish_movielens(ratings, items, ordering, min_rating, name="ml-1m", ratings_path=ratings_path)
@@ -144,7 +150,11 @@ def parse_movielens_100k(data_dir: str | Path, min_rating: int = 0) -> Interacti
     data_dir = Path(data_dir)
     ratings_path = require_file(data_dir / "u.data")
     ratings = _read_delimited(
-        ratings_path, "\t", ["user_id", "item_id", "rating", "order"], ["user_id", "item_id", "rating", "order"], "ISO-8859-1"
+        ratings_path,
+        "\t",
+        ["user_id", "item_id", "rating", "order"],
+        ["user_id", "item_id", "rating", "order"],
+        "ISO-8859-1",
     )
     names = ["item_id", "title", "release", "video", "url"] + ML100K_GENRES
     raw = _read_delimited(require_file(data_dir / "u.item"), "|", names, ["item_id"] + ML100K_GENRES, "ISO-8859-1")
@@ -227,13 +237,17 @@ def parse_amazon_sequences(sequence_file: str | Path, titles_file: str | Path, n
         if not fields:
             continue
         if len(fields) < 2:
-            raise DataFormatError(f"{sequence_path}:{lineno}: expected 'user item1 item2 ...', got {line.strip()[:80]!r}")
+            raise DataFormatError(
+                f"{sequence_path}:{lineno}: expected 'user item1 item2 ...', got {line.strip()[:80]!r}"
+            )
         rows.extend((fields[0], item, position) for position, item in enumerate(fields[1:]))
     interactions = pd.DataFrame(rows, columns=["user_id", "item_id", "order"])
     titles = pd.read_csv(titles_path, sep="\t", dtype=str, keep_default_na=False, quoting=3)
     titles = titles.rename(columns={"asin": "item_id"})
     if not {"item_id", "title"} <= set(titles.columns):
-        raise DataFormatError(f"{titles_path}:1: header needs 'asin' (or 'item_id') and 'title', got {list(titles.columns)}")
+        raise DataFormatError(
+            f"{titles_path}:1: header needs 'asin' (or 'item_id') and 'title', got {list(titles.columns)}"
+        )
     item_table = pd.DataFrame({"item_id": titles["item_id"], "title": titles["title"].map(_clean_title)})
     item_table["categories"] = [[] for _ in range(len(item_table))]
     item_table["text"] = item_table["title"]

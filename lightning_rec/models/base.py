@@ -65,9 +65,7 @@ class Recommender(L.LightningModule):
         """Scores every item for ``users`` ``[B]``; returns ``[B, num_items]``."""
         chunk = max(1, self.score_chunk_pairs // max(1, len(users)))
         all_items = torch.arange(self.num_items, device=users.device)
-        return torch.cat(
-            [self.score(users, block.expand(len(users), -1)) for block in all_items.split(chunk)], dim=1
-        )
+        return torch.cat([self.score(users, block.expand(len(users), -1)) for block in all_items.split(chunk)], dim=1)
 
     # ------------------------------------------------------------------ training
     def training_loss(self, batch: Batch) -> Tensor:

@@ -68,12 +68,16 @@ class NeuMF(Recommender):
         self.output.bias.copy_(alpha * gmf.output.bias + (1 - alpha) * mlp.output.bias)
 
     @classmethod
-    def from_pretrained_checkpoints(cls, gmf_checkpoint: str, mlp_checkpoint: str, alpha: float = 0.5, **kwargs) -> NeuMF:
+    def from_pretrained_checkpoints(
+        cls, gmf_checkpoint: str, mlp_checkpoint: str, alpha: float = 0.5, **kwargs
+    ) -> NeuMF:
         """A NeuMF sized like the checkpoints' models and initialised from them."""
         gmf, mlp = GMF.load_from_checkpoint(gmf_checkpoint), MLP.load_from_checkpoint(mlp_checkpoint)
         if (gmf.num_users, gmf.num_items) != (mlp.num_users, mlp.num_items):
             raise ValueError("the GMF and MLP checkpoints were trained on different catalogs")
-        model = cls(gmf.num_users, gmf.num_items, factor=gmf.hparams.factor, num_layers=mlp.hparams.num_layers, **kwargs)
+        model = cls(
+            gmf.num_users, gmf.num_items, factor=gmf.hparams.factor, num_layers=mlp.hparams.num_layers, **kwargs
+        )
         model.init_from_pretrained(gmf, mlp, alpha)
         return model
 

@@ -1,0 +1,23 @@
+# Two commands on a fresh machine: `make demo` (main job on the embedded default) and `make test`.
+# Both create .venv with the CPU build of torch first; set PYTHON to use another interpreter.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+$(VENV)/installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+.PHONY: demo test lint
+demo: $(VENV)/installed
+	$(PY) cli.py fit --config neumf.yaml
+
+test: $(VENV)/installed
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q
+
+lint: $(VENV)/installed
+	$(PY) -m ruff check . && $(PY) -m ruff format --check .
