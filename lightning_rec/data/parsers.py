@@ -62,7 +62,7 @@ def _read_delimited(path: Path, sep: str, names: list[str], numeric: list[str], 
         bad = np.flatnonzero(values.isna().to_numpy())
         if len(bad):
             raise DataFormatError(
-                f"{path}:{bad[0] + 1}: column {column!r} is not numeric: {frame[column].iloc[bad[0]]!r}"
+                f"{path}:{numbered[bad[0]][0]}: column {column!r} is not numeric: {frame[column].iloc[bad[0]]!r}"
             )
         frame[column] = values.astype(np.int64)
     return frame

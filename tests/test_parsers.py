@@ -1,0 +1,93 @@
+import logging
+
+import pytest
+
+from lightning_rec.data.parsers import (
+    parse_amazon_reviews,
+    parse_amazon_sequences,
+    parse_movielens_1m,
+    parse_movielens_100k,
+)
+from lightning_rec.data.synthetic import EMBEDDED_DIR
+from lightning_rec.data.tables import DataFormatError
+from tests.conftest import write_amazon_reviews, write_amazon_sequences, write_ml100k
+
+
+def copy_ml1m(tmp_path, ratings_text: str):
+    (tmp_path / "movies.dat").write_bytes((EMBEDDED_DIR / "movies.dat").read_bytes())
+    (tmp_path / "ratings.dat").write_text(ratings_text)
+    return tmp_path
+
+
+def test_embedded_ml1m_parses_with_titles_genres_and_time():
+    log = parse_movielens_1m(EMBEDDED_DIR)
+    assert log.ordering == "time"
+    assert len(log.interactions) == sum(1 for _ in open(EMBEDDED_DIR / "ratings.dat"))
+    first = log.items.iloc[0]
+    assert first["text"] == f"{first['title']} | {'|'.join(first['categories'])}"
+    assert first["title"].endswith("(1950)")
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(DataFormatError, match="missing file: .*ratings.dat"):
+        parse_movielens_1m(copy_ml1m(tmp_path, "").joinpath("nope"))
+
+
+def test_wrong_separator_names_file_and_line(tmp_path):
+    copy_ml1m(tmp_path, "1::2::5::978300760\n1,3,4,978300761\n")
+    with pytest.raises(DataFormatError, match=r"ratings.dat:2: expected 4 fields separated by '::'"):
+        parse_movielens_1m(tmp_path)
+
+
+def test_non_numeric_id_names_line(tmp_path):
+    copy_ml1m(tmp_path, "1::2::5::978300760\n\nabc::3::4::978300761\n")
+    with pytest.raises(DataFormatError, match=r"ratings.dat:3: column 'user_id' is not numeric"):
+        parse_movielens_1m(tmp_path)
+
+
+def test_empty_file(tmp_path):
+    copy_ml1m(tmp_path, "")
+    with pytest.raises(DataFormatError, match="empty"):
+        parse_movielens_1m(tmp_path)
+
+
+def test_ratings_csv_without_timestamps_warns_and_has_no_order(tmp_path, caplog):
+    copy_ml1m(tmp_path, "")
+    csv = tmp_path / "ratings.csv"
+    csv.write_text("user_id,item_rank,movie_id,rating\n1,1,1,5\n1,2,2,3\n1,3,-1,4\n2,1,3,4\n")
+    with caplog.at_level(logging.WARNING):
+        log = parse_movielens_1m(tmp_path, ratings_file=csv)
+    assert log.ordering == "none"
+    assert len(log.interactions) == 3
+    assert "no timestamps" in caplog.text and "dropped 1 ratings whose movie id is unknown" in caplog.text
+
+
+def test_ml100k_genres_from_flags(tmp_path):
+    log = parse_movielens_100k(write_ml100k(tmp_path))
+    assert log.items.iloc[0]["categories"] == ["Western"]
+    assert log.ordering == "time" and len(log.interactions) == 12 * 6
+
+
+def test_amazon_sequences_keep_file_order_and_unescape_titles(tmp_path):
+    log = parse_amazon_sequences(*write_amazon_sequences(tmp_path))
+    assert log.ordering == "position"
+    first_user = log.interactions[log.interactions.user_id == "U0"]
+    assert first_user["item_id"].tolist() == ["A0", "A1", "A2", "A3", "A4"]
+    assert first_user["order"].tolist() == [0, 1, 2, 3, 4]
+    assert log.items.iloc[0]["title"] == "Product number 0 & more"
+
+
+def test_amazon_reviews_gzip_json_and_python_literal_meta(tmp_path):
+    log = parse_amazon_reviews(*write_amazon_reviews(tmp_path))
+    assert log.ordering == "time" and len(log.interactions) == 50
+    item = log.items.set_index("item_id").loc["A3"]
+    assert item["categories"] == ["Beauty", "Lips"]
+    assert item["text"] == "Lipstick 3 | Beauty|Lips | Acme"
+
+
+def test_amazon_bad_json_line_is_named(tmp_path):
+    reviews, meta = write_amazon_reviews(tmp_path)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"reviewerID": "U1", "asin": "A1", "unixReviewTime": 5}\n{not json\n')
+    with pytest.raises(DataFormatError, match=r"bad.json:2: not a JSON object"):
+        parse_amazon_reviews(bad, meta)
