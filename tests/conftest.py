@@ -48,7 +48,9 @@ def write_amazon_reviews(directory: Path, num_users: int = 10, num_items: int = 
     with open(directory / "meta.json", "w") as f:
         for i in range(num_items):
             # The 2014 metadata dumps are Python literals, not JSON.
-            f.write(repr({"asin": f"A{i}", "title": f"Lipstick {i}", "brand": "Acme", "categories": [["Beauty", "Lips"]]}))
+            f.write(
+                repr({"asin": f"A{i}", "title": f"Lipstick {i}", "brand": "Acme", "categories": [["Beauty", "Lips"]]})
+            )
             f.write("\n")
     return directory / "reviews.json.gz", directory / "meta.json"
 
