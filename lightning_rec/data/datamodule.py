@@ -90,11 +90,11 @@ class InteractionDataModule(L.LightningDataModule):
         interactions = drop_short_users(parsed.interactions, self.min_user_interactions, parsed.name)
         train, validation, test = leave_one_out(interactions, parsed.ordering, self.seed)
         data = encode(train, validation, test, parsed.items, parsed.name)
+        data.ordering = parsed.ordering
         log.info(
             "%s: %d users, %d items, %d train interactions, split by %s",
             parsed.name, data.num_users, data.num_items, len(data.train_items), parsed.ordering,
         )  # fmt: skip
-        self.ordering = parsed.ordering
         return data
 
     @property
@@ -104,6 +104,11 @@ class InteractionDataModule(L.LightningDataModule):
     @property
     def num_items(self) -> int:
         return self.data.num_items
+
+    @property
+    def ordering(self) -> str:
+        """How each user's interactions were ordered for the split: time, position or none (random)."""
+        return self.data.ordering
 
     @property
     def user_ids(self) -> list[str]:

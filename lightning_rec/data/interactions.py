@@ -10,6 +10,8 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from lightning_rec.data.tables import Ordering
+
 log = logging.getLogger(__name__)
 
 
@@ -23,6 +25,7 @@ class EncodedInteractions:
         train_users, train_items: training interactions, sorted by user and then by order.
         train_indptr: ``[U + 1]`` offsets of each user's slice of ``train_items`` (CSR layout).
         val_items, test_items: ``[U]`` held-out item per user, ``-1`` where the user has none.
+        ordering: how each user's interactions were ordered for the split.
     """
 
     user_ids: np.ndarray
@@ -32,6 +35,7 @@ class EncodedInteractions:
     train_indptr: Tensor
     val_items: Tensor
     test_items: Tensor
+    ordering: Ordering = "time"
 
     @property
     def num_users(self) -> int:
