@@ -49,8 +49,8 @@ def test_fit_then_predict_writes_unseen_top_k_with_titles(tmp_path, monkeypatch)
     assert rows[0].keys() == {"user_id", "rank", "item_id", "title", "score"}
     titles = dict(zip(dm.item_table["item_id"], dm.item_table["title"]))
     assert all(titles[r["item_id"]] == r["title"] for r in rows)
-    # Nothing the user already has in train is recommended.
+    # Nothing the user already has (train, validation or test) is recommended.
     index = {raw: i for i, raw in enumerate(dm.user_ids)}
     item_index = {raw: i for i, raw in enumerate(dm.item_table["item_id"])}
-    train = set(zip(dm.data.train_users.tolist(), dm.data.train_items.tolist()))
-    assert not any((index[r["user_id"]], item_index[r["item_id"]]) in train for r in rows)
+    known = set(zip(*(t.tolist() for t in dm.data.history("predict"))))
+    assert not any((index[r["user_id"]], item_index[r["item_id"]]) in known for r in rows)

@@ -82,3 +82,11 @@ def csr(users: Tensor, items: Tensor, num_users: int) -> tuple[Tensor, Tensor]:
     indptr = torch.zeros(num_users + 1, dtype=torch.long)
     indptr[1:] = torch.cumsum(torch.bincount(users, minlength=num_users), 0)
     return indptr, items[order]
+
+
+def latest_items(indptr: Tensor, indices: Tensor, users: Tensor, ends: Tensor, length: int) -> Tensor:
+    """The ``length`` items before position ``ends`` in each user's CSR slice, ``[B, length]``,
+    left-padded with ``-1`` (the most recent item is in the last column)."""
+    positions = ends.unsqueeze(1) - length + torch.arange(length)
+    valid = positions >= indptr[users].unsqueeze(1)
+    return torch.where(valid, indices[positions.clamp(min=0)], -1)

@@ -10,7 +10,10 @@ Batches are ``dict[str, Tensor]``:
   ``candidate_items`` ``[B, 1 + num_eval_negatives]`` (target first, then negatives the user never
   interacted with, fixed by the seed); with the ``full`` protocol ``seen_mask`` ``[B, num_items]``
   (items the user had before the target, to be excluded from the ranking).
-- predict: ``user`` ``[B]``, ``seen_mask`` ``[B, num_items]`` (the user's training items).
+- predict: ``user`` ``[B]``, ``seen_mask`` ``[B, num_items]`` (every item the user is known to have:
+  train, validation and test, so recommendations are new to the user).
+- with ``history_length`` > 0 every batch also has ``history`` ``[B, history_length]``: the user's
+  latest items before the target (before the positive, in training), left-padded with ``-1``.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from lightning_rec.data.batching import Batch, BatchStream, csr, dense_mask
+from lightning_rec.data.batching import Batch, BatchStream, csr, dense_mask, latest_items
 from lightning_rec.data.interactions import EncodedInteractions, encode
 from lightning_rec.data.negatives import InteractionSet, sample_distinct_negatives, sample_negatives
 from lightning_rec.data.splits import drop_short_users, leave_one_out
@@ -47,6 +50,8 @@ class InteractionDataModule(L.LightningDataModule):
         eval_protocols: which rankings validation and test report: ``sampled`` candidates and/or
             ``full`` catalog ranking with the user's earlier items masked out.
         min_user_interactions: users with fewer interactions are dropped (logged count).
+        history_length: add each user's latest ``history_length`` earlier items to every batch
+            (for sequence and history-attention models); 0 leaves them out.
         seed: fixes the split where no order is known, the training negatives of each epoch and
             the evaluation candidates (identical across models for the same seed).
     """
@@ -59,6 +64,7 @@ class InteractionDataModule(L.LightningDataModule):
         num_eval_negatives: int = 99,
         eval_protocols: list[EvalProtocol] | None = None,
         min_user_interactions: int = 3,
+        history_length: int = 0,
         seed: int = 42,
     ) -> None:
         super().__init__()
@@ -71,6 +77,7 @@ class InteractionDataModule(L.LightningDataModule):
         if unknown:
             raise ValueError(f"unknown eval_protocols {sorted(unknown)}; choose from 'sampled', 'full'")
         self.min_user_interactions = min_user_interactions
+        self.history_length = history_length
         self.seed = seed
 
     # ------------------------------------------------------------------ what subclasses provide
@@ -139,11 +146,7 @@ class InteractionDataModule(L.LightningDataModule):
     @cached_property
     def all_pairs(self) -> InteractionSet:
         """Every known interaction: the sampled protocol's negatives avoid all of them."""
-        users, items = self.data.history("test")
-        has_test = torch.nonzero(self.data.test_items >= 0).squeeze(1)
-        return InteractionSet(
-            torch.cat([users, has_test]), torch.cat([items, self.data.test_items[has_test]]), self.num_items
-        )
+        return InteractionSet(*self.data.history("predict"), self.num_items)
 
     def setup(self, stage: str) -> None:
         self.data  # noqa: B018 - parse once per process, before the loaders ask
@@ -157,12 +160,23 @@ class InteractionDataModule(L.LightningDataModule):
         order = torch.randperm(len(self.data.train_items), generator=generator)
         users = self.data.train_users[order]
         negatives = sample_negatives(users, self.num_negatives, self.train_pairs, generator)
-        return {"user": users, "item": self.data.train_items[order], "negative_items": negatives}
+        columns = {"user": users, "item": self.data.train_items[order], "negative_items": negatives}
+        if self.history_length:
+            columns["row"] = order  # the history is cut per batch, from the positive's position
+        return columns
+
+    def _add_train_history(self, batch: Batch) -> Batch:
+        row = batch.pop("row")
+        data = self.data
+        batch["history"] = latest_items(data.train_indptr, data.train_items, batch["user"], row, self.history_length)
+        return batch
 
     def train_dataloader(self) -> DataLoader:
         stream = BatchStream(
-            len(self.data.train_items), self.batch_size, self._train_columns, epoch_fn=self._epoch, even_shards=True
-        )
+            len(self.data.train_items), self.batch_size, self._train_columns,
+            finish_batch=self._add_train_history if self.history_length else None,
+            epoch_fn=self._epoch, even_shards=True,
+        )  # fmt: skip
         return DataLoader(stream, batch_size=None)
 
     def _eval_loader(self, stage: Literal["validate", "test"]) -> DataLoader:
@@ -174,16 +188,21 @@ class InteractionDataModule(L.LightningDataModule):
                 users, self.num_eval_negatives, self.all_pairs, seed=self.seed + (1 if stage == "validate" else 2)
             )
             columns["candidate_items"] = torch.cat([targets[users].unsqueeze(1), negatives], dim=1)
-        seen = csr(*self.data.history(stage), self.num_users) if "full" in self.eval_protocols else None
-        return self._user_loader(columns, seen)
+        return self._user_loader(columns, csr(*self.data.history(stage), self.num_users), "full" in self.eval_protocols)
 
-    def _user_loader(self, columns: Batch, seen: tuple[Tensor, Tensor] | None) -> DataLoader:
-        def add_seen_mask(batch: Batch) -> Batch:
-            return {**batch, "seen_mask": dense_mask(*seen, batch["user"], self.num_items)}
+    def _user_loader(self, columns: Batch, known: tuple[Tensor, Tensor], mask_known: bool) -> DataLoader:
+        """Batches of users with, as asked, the mask of their known items and their latest items."""
+        indptr, items = known
 
-        stream = BatchStream(
-            len(columns["user"]), self.eval_batch_size, lambda epoch: columns, add_seen_mask if seen else None
-        )
+        def finish(batch: Batch) -> Batch:
+            users = batch["user"]
+            if mask_known:
+                batch["seen_mask"] = dense_mask(indptr, items, users, self.num_items)
+            if self.history_length:
+                batch["history"] = latest_items(indptr, items, users, indptr[users + 1], self.history_length)
+            return batch
+
+        stream = BatchStream(len(columns["user"]), self.eval_batch_size, lambda epoch: columns, finish)
         return DataLoader(stream, batch_size=None)
 
     def val_dataloader(self) -> DataLoader:
@@ -193,5 +212,5 @@ class InteractionDataModule(L.LightningDataModule):
         return self._eval_loader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        seen = csr(self.data.train_users, self.data.train_items, self.num_users)
-        return self._user_loader({"user": torch.arange(self.num_users)}, seen)
+        known = csr(*self.data.history("predict"), self.num_users)
+        return self._user_loader({"user": torch.arange(self.num_users)}, known, mask_known=True)

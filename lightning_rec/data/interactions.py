@@ -50,12 +50,15 @@ class EncodedInteractions:
         return torch.bincount(self.train_items, minlength=self.num_items)
 
     def history(self, stage: str) -> tuple[Tensor, Tensor]:
-        """``(users, items)`` known before ``stage``: train for validation; train and validation for
-        test and predict (their held-out item comes after the validation one)."""
-        if stage == "validate":
-            return self.train_users, self.train_items
-        has_val = torch.nonzero(self.val_items >= 0).squeeze(1)
-        return torch.cat([self.train_users, has_val]), torch.cat([self.train_items, self.val_items[has_val]])
+        """``(users, items)`` known before ``stage``, in order: train for validation; then the
+        validation item for test; then the test item for predict (recommending beyond all known)."""
+        users, items = [self.train_users], [self.train_items]
+        held_out = {"validate": [], "test": [self.val_items], "predict": [self.val_items, self.test_items]}[stage]
+        for targets in held_out:
+            has = torch.nonzero(targets >= 0).squeeze(1)
+            users.append(has)
+            items.append(targets[has])
+        return torch.cat(users), torch.cat(items)
 
 
 def encode(

@@ -2,9 +2,11 @@
 
 from lightning_rec.models.base import Recommender
 from lightning_rec.models.gmf import GMF
+from lightning_rec.models.gpt2_enhanced import GPT2RecommenderEnhanced
+from lightning_rec.models.gpt2_recommender import GPT2Recommender
 from lightning_rec.models.item_pop import ItemPop
 from lightning_rec.models.mf_bpr import MFBPR
 from lightning_rec.models.mlp import MLP
 from lightning_rec.models.neumf import NeuMF
 
-__all__ = ["GMF", "MFBPR", "MLP", "ItemPop", "NeuMF", "Recommender"]
+__all__ = ["GMF", "MFBPR", "MLP", "GPT2Recommender", "GPT2RecommenderEnhanced", "ItemPop", "NeuMF", "Recommender"]

@@ -57,22 +57,27 @@ class Recommender(L.LightningModule):
         )
 
     # ------------------------------------------------------------------ the scoring interface
-    def score(self, users: Tensor, items: Tensor) -> Tensor:
-        """Scores ``items`` ``[B, C]`` for ``users`` ``[B]``; returns ``[B, C]`` (higher is better)."""
+    def score(self, users: Tensor, items: Tensor, history: Tensor | None = None) -> Tensor:
+        """Scores ``items`` ``[B, C]`` for ``users`` ``[B]``; returns ``[B, C]`` (higher is better).
+
+        ``history`` ``[B, H]`` holds each user's latest earlier items, left-padded with ``-1``; it is
+        in the batch when the data module's ``history_length`` > 0, and models that need none ignore it.
+        """
         raise NotImplementedError
 
-    def score_all(self, users: Tensor) -> Tensor:
+    def score_all(self, users: Tensor, history: Tensor | None = None) -> Tensor:
         """Scores every item for ``users`` ``[B]``; returns ``[B, num_items]``."""
         chunk = max(1, self.score_chunk_pairs // max(1, len(users)))
         all_items = torch.arange(self.num_items, device=users.device)
-        return torch.cat([self.score(users, block.expand(len(users), -1)) for block in all_items.split(chunk)], dim=1)
+        blocks = [self.score(users, block.expand(len(users), -1), history) for block in all_items.split(chunk)]
+        return torch.cat(blocks, dim=1)
 
     # ------------------------------------------------------------------ training
     def training_loss(self, batch: Batch) -> Tensor:
-        users = batch["user"]
-        positive = self.score(users, batch["item"].unsqueeze(1))
-        negative = self.score(users, batch["negative_items"])
-        return recommendation_loss(positive, negative, self.loss_kind)
+        # One call for positives and negatives, so shared work (e.g. text encoding) runs once.
+        items = torch.cat([batch["item"].unsqueeze(1), batch["negative_items"]], dim=1)
+        scores = self.score(batch["user"], items, batch.get("history"))
+        return recommendation_loss(scores[:, :1], scores[:, 1:], self.loss_kind)
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         loss = self.training_loss(batch)
@@ -84,13 +89,13 @@ class Recommender(L.LightningModule):
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, batch: Batch, stage: str) -> None:
-        users = batch["user"]
+        users, history = batch["user"], batch.get("history")
         if "candidate_items" in batch:
             # The target is column 0 of the candidates.
-            scores = self.score(users, batch["candidate_items"])
+            scores = self.score(users, batch["candidate_items"], history)
             self.metrics[f"{stage}_sampled"].update(scores.float(), torch.zeros_like(users).unsqueeze(1))
         if "seen_mask" in batch:
-            scores = self.score_all(users).float().masked_fill(batch["seen_mask"], float("-inf"))
+            scores = self.score_all(users, history).float().masked_fill(batch["seen_mask"], float("-inf"))
             self.metrics[f"{stage}_full"].update(scores, batch["target_item"].unsqueeze(1))
 
     def log_metrics(self, stage: str) -> None:
@@ -115,7 +120,7 @@ class Recommender(L.LightningModule):
 
     def predict_step(self, batch: Batch, batch_idx: int) -> Batch:
         """Top ``predict_top_k`` unseen items per user: ``user``, ``items`` and ``scores``."""
-        scores = self.score_all(batch["user"]).float()
+        scores = self.score_all(batch["user"], batch.get("history")).float()
         if "seen_mask" in batch:
             scores = scores.masked_fill(batch["seen_mask"], float("-inf"))
         top = scores.topk(min(self.predict_top_k, self.num_items), dim=1)

@@ -59,9 +59,9 @@ class GMF(Recommender):
         self.branch = GMFBranch(num_users, num_items, factor)
         self.output = nn.Linear(factor, 1)
 
-    def score(self, users: Tensor, items: Tensor) -> Tensor:
+    def score(self, users: Tensor, items: Tensor, history: Tensor | None = None) -> Tensor:
         return self.output(self.branch(users, items)).squeeze(-1)
 
-    def score_all(self, users: Tensor) -> Tensor:
+    def score_all(self, users: Tensor, history: Tensor | None = None) -> Tensor:
         weighted_users = self.branch.user_embedding(users) * self.output.weight  # [B, factor]
         return weighted_users @ self.branch.item_embedding.weight.T + self.output.bias

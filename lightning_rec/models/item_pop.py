@@ -52,8 +52,8 @@ class ItemPop(Recommender):
     def configure_optimizers(self) -> None:
         return None
 
-    def score(self, users: Tensor, items: Tensor) -> Tensor:
+    def score(self, users: Tensor, items: Tensor, history: Tensor | None = None) -> Tensor:
         return self.item_counts[items]
 
-    def score_all(self, users: Tensor) -> Tensor:
+    def score_all(self, users: Tensor, history: Tensor | None = None) -> Tensor:
         return self.item_counts.expand(len(users), -1)

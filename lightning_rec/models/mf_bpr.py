@@ -47,9 +47,9 @@ class MFBPR(Recommender):
         self.item_embedding = normal_embedding(num_items, factor)
         self.item_bias = nn.Parameter(torch.zeros(num_items))
 
-    def score(self, users: Tensor, items: Tensor) -> Tensor:
+    def score(self, users: Tensor, items: Tensor, history: Tensor | None = None) -> Tensor:
         user_vectors = self.user_embedding(users).unsqueeze(1)
         return (user_vectors * self.item_embedding(items)).sum(-1) + self.item_bias[items]
 
-    def score_all(self, users: Tensor) -> Tensor:
+    def score_all(self, users: Tensor, history: Tensor | None = None) -> Tensor:
         return self.user_embedding(users) @ self.item_embedding.weight.T + self.item_bias

@@ -81,6 +81,6 @@ class NeuMF(Recommender):
         model.init_from_pretrained(gmf, mlp, alpha)
         return model
 
-    def score(self, users: Tensor, items: Tensor) -> Tensor:
+    def score(self, users: Tensor, items: Tensor, history: Tensor | None = None) -> Tensor:
         features = torch.cat([self.gmf(users, items), self.mlp(users, items)], dim=-1)
         return self.output(features).squeeze(-1)

@@ -26,3 +26,18 @@ def recommendation_loss(positive: Tensor, negative: Tensor, kind: Recommendation
     if kind == "bpr":
         return -F.logsigmoid(positive - negative).mean()
     raise ValueError(f"unknown loss {kind!r}; choose 'bce' or 'bpr'")
+
+
+def info_nce(first_view: Tensor, second_view: Tensor, temperature: float = 0.1) -> Tensor:
+    """Symmetric InfoNCE between two views of the same ``N`` objects (row ``k`` of each).
+
+    Cosine similarities over temperature; each row's positive is its counterpart in the other view and
+    the other ``N - 1`` rows are in-batch negatives (van den Oord et al. 2018; CLIP's symmetric form).
+    Pass distinct objects: a duplicate would be its own false negative.
+    """
+    if len(first_view) != len(second_view):
+        raise ValueError("both views need the same number of rows")
+    first, second = F.normalize(first_view, dim=-1), F.normalize(second_view, dim=-1)
+    logits = first @ second.T / temperature
+    labels = torch.arange(len(logits), device=logits.device)
+    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2

@@ -1,0 +1,233 @@
+"""GPT-2 enhanced recommender: ID embeddings fused with GPT-2 item text through cross-attention.
+
+Design of the project brief (LLM-enhanced NCF): item text vectors from a language model (cached, or
+extracted dynamically through LoRA adapters, Hu et al. 2022), a cross-attention block in which the
+candidate item attends over the text of the user's history (DIN-style target attention, Zhou et al.
+2018), a NeuMF head (He et al. 2017, Sec. 3.4) and an InfoNCE term aligning each item's ID view with
+its text view (van den Oord et al. 2018).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor, nn
+
+from lightning_rec.models.base import Batch, Recommender, normal_embedding
+from lightning_rec.models.mlp import tower_dims
+from lightning_rec.nn.fusion import CrossAttentionFusion
+from lightning_rec.nn.losses import RecommendationLoss, info_nce, recommendation_loss
+from lightning_rec.nn.text_encoder import ItemTextEncoder, Pooling
+from lightning_rec.nn.towers import PairTower
+from lightning_rec.protocols import TextMode
+
+#: Sorted distinct item ids and their text vectors, computed once per batch.
+TextMemo = tuple[Tensor, Tensor]
+
+
+class GPT2RecommenderEnhanced(Recommender):
+    """NeuMF over user ID, item ID, item text and (optionally) history-attention features.
+
+    ``score(u, i) = w^T [p_u * (q_i + t_i); MLP(p_u, [q_i; t_i; a_ui])]`` where ``t_i`` is the projected
+    text vector of item ``i`` and ``a_ui`` the cross-attention of ``q_i + t_i`` over the text vectors of
+    the user's latest items (needs ``history_length`` > 0 in the data module).
+
+    Text vectors come from a cache of pooled backbone states (``text_mode="cached"``: the backbone does
+    not run during training) or from the backbone in every step (``"dynamic"``: LoRA adapters or
+    unfrozen weights learn). :class:`callbacks.MetadataCacheCallback` starts cached and switches mid-fit;
+    without it the model stays in the mode ``use_cache`` selects. The adapters are in the optimizer from
+    the start and get no gradient while cached, so the switch needs no optimizer surgery.
+
+    Args:
+        num_users: number of users (linked from the data module).
+        num_items: number of items (linked from the data module).
+        item_texts: one text per item (linked from the data module's ``item_texts``).
+        backbone: Hugging Face name or path (``gpt2``), or ``tiny-gpt2`` (bundled, random init).
+        pretrained: load the backbone's weights; ``False`` initialises it randomly.
+        pooling: ``last`` non-pad token or ``mean`` over tokens.
+        max_length: tokens per item text.
+        factor: width of ID embeddings, projected text vectors and the predictive layers.
+        num_layers: hidden layers of the MLP branch.
+        dropout: dropout in the MLP branch.
+        use_cache: start in cached mode (else dynamic from the first step).
+        use_attention: fuse history text through cross-attention.
+        num_heads: attention heads.
+        freeze_backbone: keep the backbone's own weights fixed (always so with ``use_peft``).
+        use_peft: add LoRA adapters to ``lora_target_modules`` through ``peft``.
+        lora_rank: LoRA rank.
+        lora_alpha: LoRA scaling.
+        lora_target_modules: modules that get adapters (``c_attn`` for GPT-2).
+        contrastive_weight: weight of the ID-text InfoNCE term (0 disables it).
+        temperature: InfoNCE temperature.
+        loss: ``bce`` or ``bpr`` over the sampled negatives.
+        learning_rate: Adam learning rate.
+        weight_decay: Adam weight decay.
+        top_k: evaluation cut-offs.
+        predict_top_k: items returned per user by ``predict``.
+
+    Example:
+        >>> model = GPT2RecommenderEnhanced(3, 4, ["a red lipstick", "a blue pen", "dry skin cream", "ink"],
+        ...                                 backbone="tiny-gpt2", pretrained=False, factor=8, use_peft=True)
+        >>> scores, weights = model.score_with_attention(
+        ...     torch.tensor([0, 1]), torch.tensor([[1, 2], [0, 3]]), torch.tensor([[-1, 0], [2, 3]]))
+        >>> scores.shape, weights.shape
+        (torch.Size([2, 2]), torch.Size([2, 2, 2]))
+    """
+
+    def __init__(
+        self,
+        num_users: int,
+        num_items: int,
+        item_texts: list[str] | None = None,
+        backbone: str = "gpt2",
+        pretrained: bool = True,
+        pooling: Pooling = "last",
+        max_length: int = 32,
+        factor: int = 32,
+        num_layers: int = 2,
+        dropout: float = 0.0,
+        use_cache: bool = True,
+        use_attention: bool = True,
+        num_heads: int = 2,
+        freeze_backbone: bool = True,
+        use_peft: bool = True,
+        lora_rank: int = 8,
+        lora_alpha: int = 16,
+        lora_target_modules: Sequence[str] = ("c_attn",),
+        contrastive_weight: float = 0.1,
+        temperature: float = 0.1,
+        loss: RecommendationLoss = "bce",
+        learning_rate: float = 1e-3,
+        weight_decay: float = 0.0,
+        top_k: Sequence[int] = (5, 10, 20),
+        predict_top_k: int = 10,
+    ) -> None:
+        super().__init__(num_users, num_items, loss, learning_rate, weight_decay, top_k, predict_top_k)
+        self.save_hyperparameters()
+        if item_texts is not None and len(item_texts) != num_items:
+            raise ValueError(f"got {len(item_texts)} item texts for {num_items} items")
+        self.text_encoder = ItemTextEncoder(
+            item_texts or [], backbone, pretrained, pooling, max_length, freeze=freeze_backbone,
+            use_peft=use_peft, lora_rank=lora_rank, lora_alpha=lora_alpha, lora_target_modules=lora_target_modules,
+        )  # fmt: skip
+        self.text_projection = nn.Linear(self.text_encoder.hidden_size, factor)
+        self.user_embedding = normal_embedding(num_users, factor)
+        self.item_embedding = normal_embedding(num_items, factor)
+        self.fusion = CrossAttentionFusion(factor, num_heads) if use_attention else None
+        item_side = (3 if use_attention else 2) * factor
+        self.tower = PairTower(factor, item_side, tower_dims(factor, num_layers), dropout)
+        self.output = nn.Linear(2 * factor, 1)
+        self.contrastive_weight, self.temperature = contrastive_weight, temperature
+        self.text_mode: TextMode = "cached" if use_cache else "dynamic"
+        # Frozen pretrained backbone weights are reloaded by name, not stored in every checkpoint.
+        self.strict_loading = False
+
+    # ------------------------------------------------------------------ text vectors
+    def text_memo(self, items: Tensor) -> TextMemo:
+        """Text vectors of the distinct non-negative ids in ``items``: each item encoded once."""
+        ids = torch.unique(items[items >= 0])
+        encoder = self.text_encoder
+        if encoder.cache is not None and not (self.training and self.text_mode == "dynamic"):
+            pooled = encoder.cache[ids]
+        else:
+            pooled = encoder.encode(ids)
+        return ids, self.text_projection(pooled)
+
+    @staticmethod
+    def lookup(memo: TextMemo, items: Tensor) -> Tensor:
+        ids, vectors = memo
+        return vectors[torch.searchsorted(ids, items.clamp(min=0))]
+
+    # ------------------------------------------------------------------ scoring
+    def score_with_attention(
+        self, users: Tensor, items: Tensor, history: Tensor | None = None, memo: TextMemo | None = None
+    ) -> tuple[Tensor, Tensor | None]:
+        """Scores ``[B, C]`` and the attention weights ``[B, C, H]`` over ``history`` (``None``
+        without attention)."""
+        if self.fusion is not None and history is None:
+            raise ValueError("use_attention needs the users' history: set the data module's history_length > 0")
+        if memo is None:
+            memo = self.text_memo(items if history is None else torch.cat([items, history], dim=1))
+        user = self.user_embedding(users)
+        item_id, item_text = self.item_embedding(items), self.lookup(memo, items)
+        item_side, weights = [item_id, item_text], None
+        if self.fusion is not None:
+            fused, weights = self.fusion(item_id + item_text, self.lookup(memo, history), history >= 0)
+            item_side.append(fused)
+        gmf = user.unsqueeze(1) * (item_id + item_text)
+        mlp = self.tower(user, torch.cat(item_side, dim=-1))
+        return self.output(torch.cat([gmf, mlp], dim=-1)).squeeze(-1), weights
+
+    def score(self, users: Tensor, items: Tensor, history: Tensor | None = None) -> Tensor:
+        return self.score_with_attention(users, items, history)[0]
+
+    def training_loss(self, batch: Batch) -> Tensor:
+        items = torch.cat([batch["item"].unsqueeze(1), batch["negative_items"]], dim=1)
+        history = batch.get("history") if self.fusion is not None else None
+        memo = self.text_memo(items if history is None else torch.cat([items, history], dim=1))
+        scores, _ = self.score_with_attention(batch["user"], items, history, memo)
+        loss = recommendation_loss(scores[:, :1], scores[:, 1:], self.loss_kind)
+        if self.contrastive_weight > 0:
+            positives = torch.unique(batch["item"])
+            contrastive = info_nce(self.item_embedding(positives), self.lookup(memo, positives), self.temperature)
+            self.log("train/contrastive", contrastive, batch_size=len(positives))
+            loss = loss + self.contrastive_weight * contrastive
+        self.log("train/text_dynamic", float(self.text_mode == "dynamic"), batch_size=len(items))
+        return loss
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> Batch:
+        """Top-K items plus, with attention, the weights each put on the user's latest items."""
+        prediction = super().predict_step(batch, batch_idx)
+        if self.fusion is not None:
+            _, weights = self.score_with_attention(batch["user"], prediction["items"], batch["history"])
+            prediction.update(history=batch["history"], attention=weights)
+        return prediction
+
+    # ------------------------------------------------------------------ the SupportsTextCache protocol
+    def set_text_mode(self, mode: TextMode) -> None:
+        if mode not in ("cached", "dynamic"):
+            raise ValueError(f"text mode must be 'cached' or 'dynamic', got {mode!r}")
+        self.text_mode = mode
+
+    def text_cache_key(self) -> str:
+        return self.text_encoder.cache_key()
+
+    def compute_text_cache(self) -> Tensor:
+        return self.text_encoder.compute_cache()
+
+    def set_text_cache(self, embeddings: Tensor | None) -> None:
+        self.text_encoder.set_cache(embeddings)
+
+    # ------------------------------------------------------------------ cache upkeep in memory
+    def on_fit_start(self) -> None:
+        if self.text_mode == "cached" and self.text_encoder.cache is None:
+            rank_zero_info("computing item text embeddings in memory (add MetadataCacheCallback to reuse them)")
+            self.set_text_cache(self.compute_text_cache())
+
+    def _refresh_for_evaluation(self) -> None:
+        # After dynamic training the cache is stale: one pass over the catalog, then fast scoring.
+        if self.text_mode == "dynamic" or self.text_encoder.cache is None:
+            self.set_text_cache(self.compute_text_cache())
+
+    def on_validation_epoch_start(self) -> None:
+        self._refresh_for_evaluation()
+
+    def on_test_epoch_start(self) -> None:
+        self._refresh_for_evaluation()
+
+    def on_predict_epoch_start(self) -> None:
+        self._refresh_for_evaluation()
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["text_mode"] = self.text_mode
+        if self.hparams.pretrained:
+            for name, parameter in self.text_encoder.backbone.named_parameters():
+                if not parameter.requires_grad:
+                    checkpoint["state_dict"].pop(f"text_encoder.backbone.{name}", None)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.text_mode = checkpoint.get("text_mode", self.text_mode)

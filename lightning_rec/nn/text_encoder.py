@@ -1,0 +1,193 @@
+"""Item text encoder: any Hugging Face backbone, pooled, with an optional LoRA adapter and a cache.
+
+Item texts are tokenized once (HF ``datasets``, batched ``map``) when the encoder is built; the
+encoder then turns item indices into vectors, either dynamically through the backbone (with
+gradients into LoRA or unfrozen weights) or from a cache of pooled backbone states (one row per item,
+computed under ``no_grad``), which :class:`callbacks.MetadataCacheCallback` persists on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import datasets
+import torch
+from torch import Tensor, nn
+from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+log = logging.getLogger(__name__)
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+Pooling = Literal["mean", "last"]
+
+
+def resolve_backbone(name_or_path: str) -> str:
+    """A hub name, a local folder, or the name of a folder bundled in ``lightning_rec/assets``."""
+    if not Path(name_or_path).exists() and (ASSETS / name_or_path / "config.json").is_file():
+        return str(ASSETS / name_or_path)
+    return name_or_path
+
+
+def load_backbone(name_or_path: str, pretrained: bool) -> nn.Module:
+    """Pretrained weights by name/path, or a random initialisation of that configuration."""
+    path = resolve_backbone(name_or_path)
+    if pretrained:
+        return AutoModel.from_pretrained(path)
+    return AutoModel.from_config(AutoConfig.from_pretrained(path))
+
+
+def load_tokenizer(name_or_path: str):
+    tokenizer = AutoTokenizer.from_pretrained(resolve_backbone(name_or_path))
+    if tokenizer.pad_token is None:  # GPT-2 has none; padding is masked out anyway
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def tokenize_texts(texts: Sequence[str], tokenizer, max_length: int) -> tuple[Tensor, Tensor]:
+    """``(input_ids, attention_mask)`` ``[N, max_length]``, right-padded, via a batched ``datasets.map``.
+
+    Empty texts would leave nothing to pool; they become the end-of-text token (logged count).
+    """
+    empty = sum(1 for text in texts if not text.strip())
+    if empty:
+        log.warning("%d item texts are empty; encoded as the end-of-text token", empty)
+    filler = tokenizer.eos_token or tokenizer.pad_token or " "
+    dataset = datasets.Dataset.from_dict({"text": [text if text.strip() else filler for text in texts]})
+    dataset = dataset.map(
+        lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_length, padding="max_length"),
+        batched=True,
+        remove_columns=["text"],
+    )
+    columns = dataset.with_format("torch")[:]
+    return columns["input_ids"], columns["attention_mask"]
+
+
+def add_lora(backbone: nn.Module, rank: int, alpha: int, dropout: float, target_modules: Sequence[str]) -> nn.Module:
+    """Wraps ``backbone`` with PEFT LoRA adapters; only the adapters stay trainable."""
+    from peft import LoraConfig, get_peft_model
+
+    # GPT-2's Conv1D stores weights as (in, out): LoRA must know to transpose.
+    fan_in_fan_out = getattr(backbone.config, "model_type", "") == "gpt2"
+    config = LoraConfig(
+        r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules),
+        fan_in_fan_out=fan_in_fan_out, bias="none",
+    )  # fmt: skip
+    return get_peft_model(backbone, config)
+
+
+class ItemTextEncoder(nn.Module):
+    """Encodes items by their text with a Hugging Face backbone.
+
+    Args:
+        item_texts: one text per item index (the data module's ``item_texts``).
+        backbone: hub name (``gpt2``), local path, or ``tiny-gpt2`` (bundled config + real tokenizer).
+        pretrained: load the backbone's weights; ``False`` initialises its configuration randomly.
+        pooling: ``last`` (last non-pad token: GPT-2 is causal, so it has read the whole text) or ``mean``.
+        max_length: tokens kept per item text.
+        freeze: keep the backbone's own weights fixed (LoRA adapters, if any, still train).
+        use_peft: add LoRA adapters through ``peft``.
+        lora_rank: LoRA rank ``r``.
+        lora_alpha: LoRA scaling ``alpha``.
+        lora_dropout: dropout on the LoRA path.
+        lora_target_modules: module names that get adapters (``c_attn`` for GPT-2).
+        encode_batch_size: items per forward when building the cache.
+
+    Example:
+        >>> encoder = ItemTextEncoder(["Toy Story (1995) | Comedy", "Heat (1995) | Crime"],
+        ...                           backbone="tiny-gpt2", pretrained=False, use_peft=True)
+        >>> encoder.encode(torch.tensor([1, 0, 1])).shape
+        torch.Size([3, 64])
+    """
+
+    def __init__(
+        self,
+        item_texts: Sequence[str],
+        backbone: str = "gpt2",
+        pretrained: bool = True,
+        pooling: Pooling = "last",
+        max_length: int = 32,
+        freeze: bool = True,
+        use_peft: bool = False,
+        lora_rank: int = 8,
+        lora_alpha: int = 16,
+        lora_dropout: float = 0.0,
+        lora_target_modules: Sequence[str] = ("c_attn",),
+        encode_batch_size: int = 128,
+    ) -> None:
+        super().__init__()
+        if not item_texts:
+            raise ValueError("ItemTextEncoder needs the item texts (link data.item_texts to the model)")
+        if pooling not in ("mean", "last"):
+            raise ValueError(f"pooling must be 'mean' or 'last', got {pooling!r}")
+        self.backbone_name, self.pretrained, self.pooling, self.max_length = backbone, pretrained, pooling, max_length
+        self.encode_batch_size = encode_batch_size
+        self.texts_digest = hashlib.sha256("\x1e".join(item_texts).encode()).hexdigest()
+        input_ids, attention_mask = tokenize_texts(item_texts, load_tokenizer(backbone), max_length)
+        # Rebuilt from the texts on every construction, so not stored in checkpoints.
+        self.register_buffer("input_ids", input_ids, persistent=False)
+        self.register_buffer("attention_mask", attention_mask, persistent=False)
+        model = load_backbone(backbone, pretrained)
+        if freeze or use_peft:
+            model.requires_grad_(False)
+        self.backbone = add_lora(model, lora_rank, lora_alpha, lora_dropout, lora_target_modules) if use_peft else model
+        self.hidden_size = model.config.hidden_size
+        self.register_buffer("cache", None, persistent=False)
+
+    @property
+    def num_items(self) -> int:
+        return len(self.input_ids)
+
+    def trainable_backbone_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the backbone that learn in dynamic mode (LoRA adapters or unfrozen weights)."""
+        return [p for p in self.backbone.parameters() if p.requires_grad]
+
+    def _pool(self, items: Tensor) -> Tensor:
+        mask = self.attention_mask[items]
+        length = int(mask.sum(1).max())  # trim padding shared by the whole batch
+        mask = mask[:, :length]
+        hidden = self.backbone(input_ids=self.input_ids[items, :length], attention_mask=mask).last_hidden_state
+        if self.pooling == "last":
+            return hidden[torch.arange(len(items), device=hidden.device), mask.sum(1) - 1]
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(1) / weights.sum(1)
+
+    def encode(self, items: Tensor) -> Tensor:
+        """Pooled backbone states ``[N, hidden]`` for item indices ``[N]``, each distinct item run once."""
+        unique, inverse = torch.unique(items, return_inverse=True)
+        return self._pool(unique)[inverse]
+
+    @torch.no_grad()
+    def compute_cache(self) -> Tensor:
+        """Pooled states of every item ``[num_items, hidden]``, in eval mode, bf16 autocast on capable GPUs."""
+        was_training = self.training
+        self.eval()
+        device = self.input_ids.device
+        use_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        chunks = []
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            for start in range(0, self.num_items, self.encode_batch_size):
+                items = torch.arange(start, min(start + self.encode_batch_size, self.num_items), device=device)
+                chunks.append(self._pool(items).float())
+        self.train(was_training)
+        return torch.cat(chunks)
+
+    def set_cache(self, embeddings: Tensor | None) -> None:
+        if embeddings is not None and tuple(embeddings.shape) != (self.num_items, self.hidden_size):
+            raise ValueError(f"cache of shape {tuple(embeddings.shape)}, expected {(self.num_items, self.hidden_size)}")
+        self.cache = None if embeddings is None else embeddings.to(self.input_ids.device)
+
+    def cache_key(self) -> str:
+        """Hash of everything the cached vectors depend on: backbone identity and weights (adapters
+        included), pooling, max length and the item texts."""
+        digest = hashlib.sha256()
+        digest.update(
+            f"{self.backbone_name}|{self.pretrained}|{self.pooling}|{self.max_length}|{self.texts_digest}".encode()
+        )
+        for name, tensor in self.backbone.state_dict().items():
+            digest.update(name.encode())
+            digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        return digest.hexdigest()[:32]
