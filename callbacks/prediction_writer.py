@@ -18,6 +18,8 @@ class TopKPredictionWriter(BasePredictionWriter):
     Works with any module whose ``predict_step`` returns ``user`` ``[B]``, ``items`` ``[B, K]`` and
     ``scores`` ``[B, K]`` (as every :class:`~lightning_rec.models.Recommender` does) and any data
     module exposing ``user_ids`` (raw id per user index) and ``item_table`` (``item_id``, ``title``).
+    When the prediction also has ``history`` ``[B, H]`` and ``attention`` ``[B, K, H]`` (models with
+    cross-attention), an ``explanation`` column names the history items that weighed most.
     Under several processes each rank writes ``<stem>.rank<N><suffix>``.
 
     Args:
@@ -39,10 +41,19 @@ class TopKPredictionWriter(BasePredictionWriter):
         user_ids, items = datamodule.user_ids, datamodule.item_table
         item_ids, titles = items["item_id"].tolist(), items["title"].tolist()
         for batch in predictions:
-            for user, ranked, scores in zip(batch["user"].tolist(), batch["items"].tolist(), batch["scores"].tolist()):
-                for rank, (item, score) in enumerate(zip(ranked, scores), start=1):
-                    yield {"user_id": str(user_ids[user]), "rank": rank, "item_id": str(item_ids[item]),
+            for b, user in enumerate(batch["user"].tolist()):
+                for k, (item, score) in enumerate(zip(batch["items"][b].tolist(), batch["scores"][b].tolist())):
+                    row = {"user_id": str(user_ids[user]), "rank": k + 1, "item_id": str(item_ids[item]),
                            "title": titles[item], "score": round(float(score), 6)}  # fmt: skip
+                    if "attention" in batch:
+                        row["explanation"] = self._explain(batch["history"][b], batch["attention"][b, k], titles)
+                    yield row
+
+    @staticmethod
+    def _explain(history, weights, titles: list[str], top: int = 3) -> str:
+        """``title (weight); ...`` for the history items with the largest attention weights."""
+        order = weights.argsort(descending=True)[:top]
+        return "; ".join(f"{titles[int(history[i])]} ({float(weights[i]):.2f})" for i in order if history[i] >= 0)
 
     def write_on_epoch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, predictions: list[Any], batch_indices: Any
@@ -56,7 +67,8 @@ class TopKPredictionWriter(BasePredictionWriter):
             if path.suffix == ".jsonl":
                 f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
             else:
-                writer = csv.DictWriter(f, fieldnames=["user_id", "rank", "item_id", "title", "score"])
+                fields = list(rows[0]) if rows else ["user_id", "rank", "item_id", "title", "score"]
+                writer = csv.DictWriter(f, fieldnames=fields)
                 writer.writeheader()
                 writer.writerows(rows)
         rank_zero_info(f"wrote {len(rows)} recommendations to {path}")

@@ -1,0 +1,101 @@
+import pytest
+import torch
+
+from lightning_rec.nn.fusion import CrossAttentionFusion
+from lightning_rec.nn.losses import info_nce
+from lightning_rec.nn.text_encoder import ItemTextEncoder, load_tokenizer
+
+TEXTS = ["Toy Story (1995) | Animation|Comedy", "Heat (1995) | Crime", "A much longer title of a dramatic film", ""]
+
+
+def encoder(**kwargs) -> ItemTextEncoder:
+    torch.manual_seed(0)
+    return ItemTextEncoder(TEXTS, backbone="tiny-gpt2", pretrained=False, max_length=12, **kwargs)
+
+
+def test_tokenized_once_with_the_real_gpt2_tokenizer():
+    model = encoder()
+    tokenizer = load_tokenizer("tiny-gpt2")
+    expected = tokenizer("Heat (1995) | Crime")["input_ids"]
+    assert model.input_ids[1, : len(expected)].tolist() == expected
+    assert model.attention_mask[1].sum() == len(expected)
+    assert model.attention_mask[3].sum() == 1  # the empty text became <|endoftext|>
+    assert model.input_ids[3, 0] == tokenizer.eos_token_id
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_pooling_reads_the_right_tokens(pooling):
+    model = encoder(pooling=pooling).eval()
+    length = int(model.attention_mask[1].sum())
+    states = model.backbone(input_ids=model.input_ids[1:2, :length]).last_hidden_state[0]
+    expected = states[-1] if pooling == "last" else states.mean(0)
+    assert torch.allclose(model.encode(torch.tensor([1]))[0], expected, atol=1e-5)
+    # Padding others in the same batch does not change an item's vector.
+    assert torch.allclose(model.encode(torch.tensor([2, 1]))[1], expected, atol=1e-5)
+
+
+def test_each_distinct_item_is_encoded_once():
+    model = encoder()
+    rows = []
+    model.backbone.register_forward_hook(lambda module, args, kwargs, out: rows.append(kwargs["input_ids"].shape[0]),
+                                         with_kwargs=True)  # fmt: skip
+    vectors = model.encode(torch.tensor([2, 0, 2, 2, 0]))
+    assert rows == [2]
+    assert torch.equal(vectors[0], vectors[2])
+
+
+def test_lora_through_peft_trains_only_adapters_on_c_attn():
+    model = encoder(use_peft=True, lora_rank=4)
+    trainable = {name for name, p in model.backbone.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in name and "c_attn" in name for name in trainable)
+    lora_layer = next(m for name, m in model.backbone.named_modules() if name.endswith("c_attn") and hasattr(m, "lora_A"))
+    assert lora_layer.fan_in_fan_out  # GPT-2's Conv1D is transposed
+    # LoRA B starts at zero: the adapted model equals the base model until it trains.
+    base = encoder().eval()
+    assert torch.allclose(model.eval().encode(torch.arange(4)), base.encode(torch.arange(4)), atol=1e-5)
+
+
+def test_cache_matches_encode_and_key_tracks_adapters_and_texts():
+    model = encoder(use_peft=True)
+    cache = model.compute_cache()
+    assert torch.allclose(cache, model.eval().encode(torch.arange(4)), atol=1e-5)
+    key = model.cache_key()
+    assert key == model.cache_key()
+    with torch.no_grad():
+        model.trainable_backbone_parameters()[-1].add_(0.1)
+    assert model.cache_key() != key
+    other = ItemTextEncoder(TEXTS[:3] + ["different"], backbone="tiny-gpt2", pretrained=False, max_length=12)
+    assert other.cache_key() != encoder().cache_key()
+    with pytest.raises(ValueError, match="cache of shape"):
+        model.set_cache(torch.zeros(3, 64))
+
+
+def test_missing_texts_are_a_clear_error():
+    with pytest.raises(ValueError, match="link data.item_texts"):
+        ItemTextEncoder([], backbone="tiny-gpt2", pretrained=False)
+
+
+def test_cross_attention_uses_several_keys_and_ignores_padding():
+    torch.manual_seed(0)
+    fusion = CrossAttentionFusion(dim=8, num_heads=2)
+    queries, keys = torch.randn(2, 3, 8), torch.randn(2, 4, 8)
+    mask = torch.tensor([[False, False, True, True], [False, False, False, False]])
+    fused, weights = fusion(queries, keys, mask)
+    assert weights[0, :, :2].eq(0).all() and weights[1].eq(0).all()  # padding and an empty history
+    assert (weights[0].sum(-1) < 1).all() and (weights[0, :, 2:] > 0).all()  # the null key takes the rest
+    assert not torch.allclose(weights[0, :, 2], weights[0, :, 3])  # the weights discriminate between keys
+    assert torch.isfinite(fused).all()
+    # Changing a padded key changes nothing.
+    keys[0, 0] += 5
+    assert torch.allclose(fusion(queries, keys, mask)[0], fused)
+
+
+def test_info_nce_known_value_and_alignment():
+    views = torch.eye(2)
+    # Cosine logits [[1, 0], [0, 1]] / T: loss = log(1 + exp(-1 / T)).
+    assert info_nce(views, views, temperature=0.5).item() == pytest.approx(torch.log1p(torch.exp(torch.tensor(-2.0))).item())
+    torch.manual_seed(0)
+    first = torch.randn(16, 8)
+    aligned = info_nce(first, first + 0.01 * torch.randn(16, 8))
+    shuffled = info_nce(first, first[torch.randperm(16)])
+    assert aligned < shuffled
