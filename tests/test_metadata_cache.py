@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from callbacks import MetadataCacheCallback
 from data_modules import MovieLens1MDataModule
-from lightning_rec.models import GPT2RecommenderEnhanced, GMF
+from lightning_rec.models import GMF, GPT2RecommenderEnhanced
 
 
 @pytest.fixture(scope="module")

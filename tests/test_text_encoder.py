@@ -48,7 +48,9 @@ def test_lora_through_peft_trains_only_adapters_on_c_attn():
     model = encoder(use_peft=True, lora_rank=4)
     trainable = {name for name, p in model.backbone.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in name and "c_attn" in name for name in trainable)
-    lora_layer = next(m for name, m in model.backbone.named_modules() if name.endswith("c_attn") and hasattr(m, "lora_A"))
+    lora_layer = next(
+        m for name, m in model.backbone.named_modules() if name.endswith("c_attn") and hasattr(m, "lora_A")
+    )
     assert lora_layer.fan_in_fan_out  # GPT-2's Conv1D is transposed
     # LoRA B starts at zero: the adapted model equals the base model until it trains.
     base = encoder().eval()
@@ -93,7 +95,9 @@ def test_cross_attention_uses_several_keys_and_ignores_padding():
 def test_info_nce_known_value_and_alignment():
     views = torch.eye(2)
     # Cosine logits [[1, 0], [0, 1]] / T: loss = log(1 + exp(-1 / T)).
-    assert info_nce(views, views, temperature=0.5).item() == pytest.approx(torch.log1p(torch.exp(torch.tensor(-2.0))).item())
+    assert info_nce(views, views, temperature=0.5).item() == pytest.approx(
+        torch.log1p(torch.exp(torch.tensor(-2.0))).item()
+    )
     torch.manual_seed(0)
     first = torch.randn(16, 8)
     aligned = info_nce(first, first + 0.01 * torch.randn(16, 8))

@@ -64,4 +64,4 @@ class GPT2Recommender(GPT2RecommenderEnhanced):
             use_cache=True, use_attention=False, freeze_backbone=True, use_peft=False, contrastive_weight=0.0,
             loss=loss, learning_rate=learning_rate, weight_decay=weight_decay, top_k=top_k, predict_top_k=predict_top_k,
         )  # fmt: skip
-        self.save_hyperparameters()  # this signature's arguments only, for load_from_checkpoint
+        self.save_hyperparameters()
