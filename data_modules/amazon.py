@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lightning_rec.data.datamodule import InteractionDataModule
 from lightning_rec.data.parsers import parse_amazon_reviews, parse_amazon_sequences
-from lightning_rec.data.splits import deduplicate, drop_bad_titles
+from lightning_rec.data.splits import deduplicate, drop_bad_titles, keep_latest
 from lightning_rec.data.tables import InteractionLog
 
 
@@ -16,7 +16,8 @@ class AmazonDataModule(InteractionDataModule):
     (b) time-ordered sequences ``user item1 item2 ...`` with a TSV of item titles: split by position.
 
     Preprocessing follows GPT4Rec, each step optional and logged with counts: repeated user-item
-    pairs deduplicated, items with a missing or over-long title dropped.
+    pairs deduplicated, items with a missing or over-long title dropped, and (for sequence models) only
+    each user's latest ``max_history`` history items kept.
 
     Args:
         reviews_file: layout (a) review dump, e.g. ``reviews_Beauty_5.json.gz``.
@@ -26,6 +27,8 @@ class AmazonDataModule(InteractionDataModule):
         name: dataset name for logs and result tables.
         deduplicate_pairs: keep only the first of repeated user-item interactions.
         max_title_length: drop items whose title is missing or longer than this; 0 keeps all items.
+        max_history: keep each user's latest ``max_history + 1`` interactions (history plus the test
+            item), as GPT4Rec does with 15; 0 keeps everything.
         **kwargs: batching, negatives and seed, see :class:`InteractionDataModule`.
 
     Example:
@@ -42,6 +45,7 @@ class AmazonDataModule(InteractionDataModule):
         name: str = "amazon",
         deduplicate_pairs: bool = True,
         max_title_length: int = 400,
+        max_history: int = 0,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -55,6 +59,9 @@ class AmazonDataModule(InteractionDataModule):
         self.name = name
         self.deduplicate_pairs = deduplicate_pairs
         self.max_title_length = max_title_length
+        if max_history < 0:
+            raise ValueError(f"max_history must be >= 0 (0 keeps everything), got {max_history}")
+        self.max_history = max_history
 
     def load_log(self) -> InteractionLog:
         if self.reviews_file:
@@ -66,4 +73,8 @@ class AmazonDataModule(InteractionDataModule):
             interaction_log.interactions = deduplicate(interaction_log.interactions, interaction_log.name)
         if self.max_title_length > 0:
             interaction_log = drop_bad_titles(interaction_log, self.max_title_length)
+        if self.max_history:
+            interaction_log.interactions = keep_latest(
+                interaction_log.interactions, interaction_log.ordering, self.max_history, interaction_log.name
+            )
         return interaction_log

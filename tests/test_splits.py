@@ -6,7 +6,7 @@ import torch
 
 from data_modules import AmazonDataModule
 from lightning_rec.data.interactions import encode
-from lightning_rec.data.splits import deduplicate, drop_short_users, leave_one_out
+from lightning_rec.data.splits import deduplicate, drop_short_users, keep_latest, leave_one_out
 from lightning_rec.data.tables import DataFormatError
 
 
@@ -79,3 +79,22 @@ def test_amazon_preprocessing_counts(tmp_path, caplog):
     assert "dropped 1 repeated user-item interactions" in caplog.text
     assert "dropped 2 items with a missing or >400-character title and their 4 interactions" in caplog.text
     assert "dropped 2 users with fewer than 3 interactions" in caplog.text
+
+
+def test_keep_latest_history_items(tmp_path, caplog):
+    # U1 has 8 ordered items; with max_history=3 the test target E8 keeps only its 3 predecessors.
+    (tmp_path / "seq.txt").write_text("U1 " + " ".join(f"E{i}" for i in range(1, 9)) + "\nU2 E1 E2 E3\n")
+    (tmp_path / "titles.tsv").write_text("asin\ttitle\n" + "".join(f"E{i}\tItem {i}\n" for i in range(1, 9)))
+    dm = AmazonDataModule(sequence_file=str(tmp_path / "seq.txt"), titles_file=str(tmp_path / "titles.tsv"),
+                          max_history=3, num_eval_negatives=1)  # fmt: skip
+    with caplog.at_level(logging.INFO):
+        data = dm.data
+    assert "dropped 4 interactions older than each user's latest 4" in caplog.text
+    item_ids = dm.item_table["item_id"].tolist()
+    history = [item_ids[i] for i in data.train_items[data.train_indptr[0] : data.train_indptr[1]].tolist()]
+    assert history == ["E5", "E6"]  # E7 validation, E8 test
+
+
+def test_keep_latest_needs_an_order():
+    with pytest.raises(ValueError, match="needs time-ordered"):
+        keep_latest(frame([("u", "a", 0)]), "none", 15)

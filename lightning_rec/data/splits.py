@@ -45,6 +45,21 @@ def drop_short_users(interactions: pd.DataFrame, min_interactions: int = 3, name
     return result
 
 
+def keep_latest(interactions: pd.DataFrame, ordering: Ordering, max_history: int, name: str = "") -> pd.DataFrame:
+    """Keeps each user's latest ``max_history + 1`` interactions, so the test-time history has at most
+    ``max_history`` items (GPT4Rec keeps 15). Needs an order: a random split has no "latest"."""
+    if ordering == "none":
+        raise ValueError(f"{name}: max_history needs time-ordered interactions, but this log has no order")
+    frame = interactions.assign(_row=np.arange(len(interactions)))
+    frame = frame.sort_values(["user_id", "order", "_row"], kind="stable")
+    from_end = frame.groupby("user_id", sort=False).cumcount(ascending=False).to_numpy()
+    kept = frame[from_end <= max_history].drop(columns="_row")
+    log.info(
+        "%s: dropped %d interactions older than each user's latest %d", name, len(frame) - len(kept), max_history + 1
+    )
+    return kept
+
+
 def leave_one_out(
     interactions: pd.DataFrame, ordering: Ordering, seed: int = 0
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

