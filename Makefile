@@ -13,7 +13,7 @@ $(VENV)/installed: setup.cfg pyproject.toml
 
 .PHONY: demo test lint
 demo: $(VENV)/installed
-	$(PY) cli.py fit --config neumf.yaml
+	$(PY) cli.py fit --config enhanced.yaml
 
 test: $(VENV)/installed
 	$(PY) -m ruff check .

@@ -17,13 +17,17 @@ PROTOCOL_NAMES = {"sampled": "sampled-99", "full": "full"}
 
 
 def fit_and_test(
-    model: L.LightningModule, datamodule: L.LightningDataModule, epochs: int, **trainer_kwargs: Any
+    model: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    epochs: int,
+    callbacks: list[L.Callback] | None = None,
+    **trainer_kwargs: Any,
 ) -> dict[str, Any]:
     """Trains for ``epochs`` without validation, tests, and returns metrics plus seconds per epoch."""
     timer = Timer()
     trainer = L.Trainer(
         max_epochs=epochs, limit_val_batches=0, logger=False, enable_checkpointing=False,
-        enable_model_summary=False, enable_progress_bar=False, callbacks=[timer], **trainer_kwargs,
+        enable_model_summary=False, enable_progress_bar=False, callbacks=[timer, *(callbacks or [])], **trainer_kwargs,
     )  # fmt: skip
     trainer.fit(model, datamodule=datamodule)
     seconds_per_epoch = timer.time_elapsed("train") / max(1, trainer.current_epoch)

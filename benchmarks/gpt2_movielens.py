@@ -162,8 +162,8 @@ def plot_strategies(summary: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def plot_attention(model: GPT2RecommenderEnhanced, dm, path: Path, num_users: int = 6) -> None:
-    """Heatmap: for a few users, the weight their top recommendation puts on each recent history item."""
+def plot_attention(model: GPT2RecommenderEnhanced, dm, path: Path, num_users: int = 8) -> None:
+    """Heatmap: for a few users, the weight their top recommendation puts on each of their latest items."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -174,20 +174,24 @@ def plot_attention(model: GPT2RecommenderEnhanced, dm, path: Path, num_users: in
     model.eval()
     with torch.no_grad():
         prediction = model.predict_step(batch, 0)
-    weights = prediction["attention"][:, 0]  # [users, H] for the top-1 item
+    weights = prediction["attention"][:, 0].float()  # [users, history] for the top-1 item
+    history = prediction["history"]
     titles = dm.item_titles
-    fig, axes = plt.subplots(num_users, 1, figsize=(10, 1.3 * num_users))
-    for row, ax in enumerate(axes):
-        history = prediction["history"][row]
-        valid = history >= 0
-        labels = [titles[int(i)][:18] for i in history[valid]]
-        ax.imshow(weights[row][valid].unsqueeze(0).numpy(), aspect="auto", cmap="viridis", vmin=0)
-        ax.set_xticks(range(len(labels)), labels, fontsize=6, rotation=15)
-        ax.set_yticks([0], [f"user {dm.user_ids[int(batch['user'][row])]}"], fontsize=7)
-        top = titles[int(prediction["items"][row, 0])][:40]
-        ax.set_title(f"top recommendation: {top}", fontsize=7, loc="left")
+    fig, ax = plt.subplots(figsize=(2.0 * history.shape[1], 0.75 * num_users + 1.2))
+    image = ax.imshow(weights.masked_fill(history < 0, float("nan")).numpy(), aspect="auto", cmap="viridis")
+    for row in range(num_users):
+        for col in range(history.shape[1]):
+            if history[row, col] >= 0:
+                label = f"{titles[int(history[row, col])][:16]}\n{weights[row, col]:.2f}"
+                ax.text(col, row, label, ha="center", va="center", fontsize=5.5, color="white")
+    top_items = prediction["items"][:, 0]
+    rows = [f"user {dm.user_ids[int(u)]} -> {titles[int(top)][:28]}" for u, top in zip(batch["user"], top_items)]
+    ax.set_yticks(range(num_users), rows, fontsize=7)
+    ax.set_xticks(range(history.shape[1]), [f"{history.shape[1] - c}" for c in range(history.shape[1])], fontsize=7)
+    ax.set_xlabel("history item (items ago); cell: title and attention weight of the top recommendation")
+    fig.colorbar(image, ax=ax, label="cross-attention weight")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=130)
 
 
 def main() -> None:
