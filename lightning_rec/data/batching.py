@@ -27,6 +27,8 @@ class BatchStream(IterableDataset):
     Each process takes every ``world_size``-th batch. For training (``even_shards=True``) the
     shards are padded by wrapping around so every rank runs the same number of steps, as
     ``DistributedSampler`` does; evaluation streams are not padded, so no example is counted twice.
+    ``start_fn`` (called when iteration starts) says how many of this process's batches to skip,
+    so a run resumed mid-epoch does not replay them.
 
     Use it with ``DataLoader(stream, batch_size=None)``.
     """
@@ -39,12 +41,13 @@ class BatchStream(IterableDataset):
         finish_batch: Callable[[Batch], Batch] | None = None,
         epoch_fn: Callable[[], int] = lambda: 0,
         even_shards: bool = False,
+        start_fn: Callable[[], int] = lambda: 0,
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.num_rows, self.batch_size = num_rows, batch_size
         self.make_columns, self.finish_batch = make_columns, finish_batch
-        self.epoch_fn, self.even_shards = epoch_fn, even_shards
+        self.epoch_fn, self.even_shards, self.start_fn = epoch_fn, even_shards, start_fn
 
     def _batch_indices(self) -> list[int]:
         num_batches = math.ceil(self.num_rows / self.batch_size)
@@ -59,7 +62,7 @@ class BatchStream(IterableDataset):
 
     def __iter__(self) -> Iterator[Batch]:
         columns = self.make_columns(self.epoch_fn())
-        for batch_index in self._batch_indices():
+        for batch_index in self._batch_indices()[self.start_fn() :]:
             start = batch_index * self.batch_size
             batch = {key: value[start : start + self.batch_size] for key, value in columns.items()}
             yield self.finish_batch(batch) if self.finish_batch else batch

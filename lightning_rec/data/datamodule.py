@@ -14,6 +14,10 @@ Batches are ``dict[str, Tensor]``:
   train, validation and test, so recommendations are new to the user).
 - with ``history_length`` > 0 every batch also has ``history`` ``[B, history_length]``: the user's
   latest items before the target (before the positive, in training), left-padded with ``-1``.
+- with ``train_mode="sequences"`` (sequence models: SASRec, BERT4Rec) a training batch is one row
+  per user instead: ``user`` ``[B]``, ``sequence_items`` ``[B, history_length + 1]`` (the user's
+  latest training items, left-padded with ``-1``) and ``negative_items`` ``[B, history_length]``
+  (one negative per next-item position, redrawn every epoch from the seed).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from lightning_rec.data.tables import InteractionLog
 log = logging.getLogger(__name__)
 
 EvalProtocol = Literal["sampled", "full"]
+TrainMode = Literal["pairs", "sequences"]
 
 
 class InteractionDataModule(L.LightningDataModule):
@@ -52,6 +57,8 @@ class InteractionDataModule(L.LightningDataModule):
         min_user_interactions: users with fewer interactions are dropped (logged count).
         history_length: add each user's latest ``history_length`` earlier items to every batch
             (for sequence and history-attention models); 0 leaves them out.
+        train_mode: ``pairs`` (one row per training interaction) or ``sequences`` (one row per
+            user with the latest ``history_length + 1`` items, for sequence models).
         seed: fixes the split where no order is known, the training negatives of each epoch and
             the evaluation candidates (identical across models for the same seed).
     """
@@ -65,6 +72,7 @@ class InteractionDataModule(L.LightningDataModule):
         eval_protocols: list[EvalProtocol] | None = None,
         min_user_interactions: int = 3,
         history_length: int = 0,
+        train_mode: TrainMode = "pairs",
         seed: int = 42,
     ) -> None:
         super().__init__()
@@ -78,6 +86,11 @@ class InteractionDataModule(L.LightningDataModule):
             raise ValueError(f"unknown eval_protocols {sorted(unknown)}; choose from 'sampled', 'full'")
         self.min_user_interactions = min_user_interactions
         self.history_length = history_length
+        if train_mode not in ("pairs", "sequences"):
+            raise ValueError(f"train_mode must be 'pairs' or 'sequences', got {train_mode!r}")
+        if train_mode == "sequences" and history_length <= 0:
+            raise ValueError("train_mode='sequences' needs history_length > 0 (the maximum sequence length)")
+        self.train_mode = train_mode
         self.seed = seed
 
     # ------------------------------------------------------------------ what subclasses provide
@@ -171,13 +184,34 @@ class InteractionDataModule(L.LightningDataModule):
         batch["history"] = latest_items(data.train_indptr, data.train_items, batch["user"], row, self.history_length)
         return batch
 
+    def _sequence_columns(self, epoch: int) -> Batch:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        users = torch.randperm(self.num_users, generator=generator)
+        negatives = sample_negatives(users, self.history_length, self.train_pairs, generator)
+        return {"user": users, "negative_items": negatives}
+
+    def _add_sequences(self, batch: Batch) -> Batch:
+        indptr, items, users = self.data.train_indptr, self.data.train_items, batch["user"]
+        batch["sequence_items"] = latest_items(indptr, items, users, indptr[users + 1], self.history_length + 1)
+        return batch
+
     def train_dataloader(self) -> DataLoader:
+        if self.train_mode == "sequences":
+            rows, make_columns, finish = self.num_users, self._sequence_columns, self._add_sequences
+        else:
+            rows, make_columns = len(self.data.train_items), self._train_columns
+            finish = self._add_train_history if self.history_length else None
         stream = BatchStream(
-            len(self.data.train_items), self.batch_size, self._train_columns,
-            finish_batch=self._add_train_history if self.history_length else None,
-            epoch_fn=self._epoch, even_shards=True,
+            rows, self.batch_size, make_columns, finish_batch=finish, epoch_fn=self._epoch,
+            even_shards=True, start_fn=self._batches_done_this_epoch,
         )  # fmt: skip
         return DataLoader(stream, batch_size=None)
+
+    def _batches_done_this_epoch(self) -> int:
+        # A run resumed mid-epoch continues where it stopped instead of replaying the epoch's start.
+        if self.trainer is None:
+            return 0
+        return self.trainer.fit_loop.epoch_loop.batch_progress.current.ready
 
     def _eval_loader(self, stage: Literal["validate", "test"]) -> DataLoader:
         targets = self.data.val_items if stage == "validate" else self.data.test_items

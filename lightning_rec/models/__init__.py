@@ -1,6 +1,7 @@
 """Recommenders, one LightningModule per file; all share the scoring interface of :class:`Recommender`."""
 
 from lightning_rec.models.base import Recommender
+from lightning_rec.models.bert4rec import BERT4Rec
 from lightning_rec.models.gmf import GMF
 from lightning_rec.models.gpt2_enhanced import GPT2RecommenderEnhanced
 from lightning_rec.models.gpt2_recommender import GPT2Recommender
@@ -8,5 +9,17 @@ from lightning_rec.models.item_pop import ItemPop
 from lightning_rec.models.mf_bpr import MFBPR
 from lightning_rec.models.mlp import MLP
 from lightning_rec.models.neumf import NeuMF
+from lightning_rec.models.sasrec import SASRec
 
-__all__ = ["GMF", "MFBPR", "MLP", "GPT2Recommender", "GPT2RecommenderEnhanced", "ItemPop", "NeuMF", "Recommender"]
+__all__ = [
+    "BERT4Rec",
+    "GMF",
+    "MFBPR",
+    "MLP",
+    "GPT2Recommender",
+    "GPT2RecommenderEnhanced",
+    "ItemPop",
+    "NeuMF",
+    "Recommender",
+    "SASRec",
+]

@@ -127,6 +127,20 @@ class Recommender(L.LightningModule):
         return {"user": batch["user"], "items": top.indices, "scores": top.values}
 
 
+def require_history(history: Tensor | None, model: Recommender) -> Tensor:
+    if history is None:
+        raise ValueError(
+            f"{type(model).__name__} scores from the user's latest items: set the data module's history_length > 0"
+        )
+    return history
+
+
+def require_sequences(batch: Batch, model: Recommender) -> Tensor:
+    if "sequence_items" not in batch:
+        raise ValueError(f"{type(model).__name__} trains on sequences: set the data module's train_mode='sequences'")
+    return batch["sequence_items"]
+
+
 def normal_embedding(count: int, dim: int, std: float = 0.01) -> nn.Embedding:
     """An embedding table initialised from N(0, std^2), as NCF does."""
     embedding = nn.Embedding(count, dim)
