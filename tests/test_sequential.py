@@ -77,3 +77,23 @@ def test_sequence_models_explain_missing_inputs(tmp_path):
         model.score_all(torch.tensor([0]))
     with pytest.raises(ValueError, match="train_mode='sequences'"):
         model.training_loss({"user": torch.tensor([0]), "item": torch.tensor([1])})
+
+
+def test_sasrec_resumed_mid_epoch_matches_the_uninterrupted_run(tmp_path):
+    def run(**fit_kwargs) -> tuple[dict, L.Trainer]:
+        L.seed_everything(1)
+        dm = sequence_datamodule(tmp_path)  # 240 users / 32 = 8 batches per epoch
+        model = SASRec(dm.num_users, dm.num_items, dim=16, max_length=6, dropout=0.3, learning_rate=5e-3)
+        checkpoint = L.pytorch.callbacks.ModelCheckpoint(tmp_path / "ckpt", every_n_train_steps=11, save_top_k=-1)
+        trainer = L.Trainer(max_epochs=3, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                            limit_val_batches=0, deterministic=True, callbacks=[checkpoint])  # fmt: skip
+        trainer.fit(model, datamodule=dm, **fit_kwargs)
+        return trainer.test(model, datamodule=dm, verbose=False)[0], trainer
+
+    uninterrupted, trainer = run()
+    assert trainer.global_step == 24
+    # Step 11 is the 4th batch of epoch 1: a resume from it must not replay that epoch's first batches.
+    resumed, trainer = run(ckpt_path=str(tmp_path / "ckpt" / "epoch=1-step=11.ckpt"))
+    assert trainer.global_step == 24
+    for name in ("test/full/HR@10", "test/full/NDCG@10", "test/sampled/NDCG@10"):
+        assert resumed[name] == pytest.approx(uninterrupted[name], abs=1e-6)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import torch
 import torch.distributed as dist
 from torch import Tensor
-from torch.utils.data import IterableDataset
+from torch.utils.data import DataLoader, IterableDataset
 
 Batch = dict[str, Tensor]
 
@@ -30,7 +30,7 @@ class BatchStream(IterableDataset):
     ``start_fn`` (called when iteration starts) says how many of this process's batches to skip,
     so a run resumed mid-epoch does not replay them.
 
-    Use it with ``DataLoader(stream, batch_size=None)``.
+    Use it through :func:`stream_loader`.
     """
 
     def __init__(
@@ -66,6 +66,13 @@ class BatchStream(IterableDataset):
             start = batch_index * self.batch_size
             batch = {key: value[start : start + self.batch_size] for key, value in columns.items()}
             yield self.finish_batch(batch) if self.finish_batch else batch
+
+
+def stream_loader(stream: BatchStream) -> DataLoader:
+    """A ``DataLoader`` over a :class:`BatchStream`. It gets its own generator: a ``DataLoader``
+    otherwise draws its base seed from torch's global generator at every ``iter()``, which would
+    shift dropout's random numbers in a run resumed mid-epoch."""
+    return DataLoader(stream, batch_size=None, generator=torch.Generator().manual_seed(0))
 
 
 def dense_mask(indptr: Tensor, indices: Tensor, rows: Tensor, num_columns: int) -> Tensor:

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from lightning_rec.data.batching import Batch, BatchStream, csr, dense_mask, latest_items
+from lightning_rec.data.batching import Batch, BatchStream, csr, dense_mask, latest_items, stream_loader
 from lightning_rec.data.interactions import EncodedInteractions, encode
 from lightning_rec.data.negatives import InteractionSet, sample_distinct_negatives, sample_negatives
 from lightning_rec.data.splits import drop_short_users, leave_one_out
@@ -205,7 +205,7 @@ class InteractionDataModule(L.LightningDataModule):
             rows, self.batch_size, make_columns, finish_batch=finish, epoch_fn=self._epoch,
             even_shards=True, start_fn=self._batches_done_this_epoch,
         )  # fmt: skip
-        return DataLoader(stream, batch_size=None)
+        return stream_loader(stream)
 
     def _batches_done_this_epoch(self) -> int:
         # A run resumed mid-epoch continues where it stopped instead of replaying the epoch's start.
@@ -237,7 +237,7 @@ class InteractionDataModule(L.LightningDataModule):
             return batch
 
         stream = BatchStream(len(columns["user"]), self.eval_batch_size, lambda epoch: columns, finish)
-        return DataLoader(stream, batch_size=None)
+        return stream_loader(stream)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("validate")

@@ -223,6 +223,7 @@ class GPT2RecommenderEnhanced(Recommender):
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
         checkpoint["text_mode"] = self.text_mode
         if self.hparams.pretrained:
             for name, parameter in self.text_encoder.backbone.named_parameters():
@@ -230,4 +231,5 @@ class GPT2RecommenderEnhanced(Recommender):
                     checkpoint["state_dict"].pop(f"text_encoder.backbone.{name}", None)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         self.text_mode = checkpoint.get("text_mode", self.text_mode)
