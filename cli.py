@@ -21,6 +21,7 @@ class RecommenderCLI(LightningCLI):
         parser.link_arguments("data.num_items", "model.init_args.num_items", apply_on="instantiate")
         # Only models with an ``item_texts`` argument receive it; the others are left as they are.
         parser.link_arguments("data.item_texts", "model.init_args.item_texts", apply_on="instantiate")
+        parser.link_arguments("data.item_categories", "model.init_args.item_categories", apply_on="instantiate")
 
     def after_fit(self) -> None:
         if self.trainer.fast_dev_run:

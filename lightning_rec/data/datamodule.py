@@ -149,6 +149,11 @@ class InteractionDataModule(L.LightningDataModule):
         return self.data.items["text"].tolist()
 
     @property
+    def item_categories(self) -> list[list[str]]:
+        """Categories (MovieLens genres, Amazon categories) of each item index; may be empty lists."""
+        return [list(categories) for categories in self.data.items["categories"]]
+
+    @property
     def item_popularity(self) -> Tensor:
         return self.data.item_popularity()
 

@@ -2,6 +2,8 @@
 
 from lightning_rec.models.base import Recommender
 from lightning_rec.models.bert4rec import BERT4Rec
+from lightning_rec.models.content_rec import ContentRec
+from lightning_rec.models.fm_bpr import FMBPR
 from lightning_rec.models.gmf import GMF
 from lightning_rec.models.gpt2_enhanced import GPT2RecommenderEnhanced
 from lightning_rec.models.gpt2_recommender import GPT2Recommender
@@ -10,9 +12,12 @@ from lightning_rec.models.mf_bpr import MFBPR
 from lightning_rec.models.mlp import MLP
 from lightning_rec.models.neumf import NeuMF
 from lightning_rec.models.sasrec import SASRec
+from lightning_rec.models.youtube_dnn import YouTubeDNN
 
 __all__ = [
     "BERT4Rec",
+    "ContentRec",
+    "FMBPR",
     "GMF",
     "MFBPR",
     "MLP",
@@ -22,4 +27,5 @@ __all__ = [
     "NeuMF",
     "Recommender",
     "SASRec",
+    "YouTubeDNN",
 ]

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-RecommendationLoss = Literal["bce", "bpr"]
+RecommendationLoss = Literal["bce", "bpr", "softmax"]
 
 
 def recommendation_loss(positive: Tensor, negative: Tensor, kind: RecommendationLoss) -> Tensor:
@@ -17,6 +17,8 @@ def recommendation_loss(positive: Tensor, negative: Tensor, kind: Recommendation
     ``bce``: pointwise log loss with label 1 for positives, 0 for negatives, averaged over all
     ``B * (1 + N)`` instances (NCF, He et al. 2017, eq. 7). ``bpr``: ``-log sigmoid(pos - neg)``
     averaged over the ``B * N`` pairs (Rendle et al. 2009, eq. 4, regularisation via weight decay).
+    ``softmax``: sampled softmax, cross-entropy of the positive among itself and its negatives
+    (YouTubeDNN, Covington et al. 2016; uniform negatives need no log-Q correction).
     """
     if kind == "bce":
         logits = torch.cat([positive, negative], dim=1)
@@ -25,7 +27,10 @@ def recommendation_loss(positive: Tensor, negative: Tensor, kind: Recommendation
         return F.binary_cross_entropy_with_logits(logits, labels)
     if kind == "bpr":
         return -F.logsigmoid(positive - negative).mean()
-    raise ValueError(f"unknown loss {kind!r}; choose 'bce' or 'bpr'")
+    if kind == "softmax":
+        logits = torch.cat([positive, negative], dim=1)
+        return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
+    raise ValueError(f"unknown loss {kind!r}; choose 'bce', 'bpr' or 'softmax'")
 
 
 def info_nce(first_view: Tensor, second_view: Tensor, temperature: float = 0.1) -> Tensor:

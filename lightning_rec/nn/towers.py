@@ -34,3 +34,11 @@ class PairTower(nn.Module):
 
     def forward(self, user: Tensor, item: Tensor) -> Tensor:
         return self.rest(self.user_in(user).unsqueeze(1) + self.item_in(item))
+
+
+def history_mean(item_vectors: Tensor, history: Tensor) -> Tensor:
+    """Mean of ``item_vectors`` ``[num_items, D]`` over each row of ``history`` ``[B, H]`` (``-1`` is
+    padding); a user with an empty history gets the zero vector. Returns ``[B, D]``."""
+    valid = (history >= 0).unsqueeze(-1).to(item_vectors.dtype)
+    summed = (item_vectors[history.clamp(min=0)] * valid).sum(1)
+    return summed / valid.sum(1).clamp(min=1)
