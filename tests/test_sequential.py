@@ -124,23 +124,25 @@ def test_fm_scores_equal_the_brute_force_factorization_machine():
     for parameter in model.parameters():
         torch.nn.init.normal_(parameter)
     names = model.category_names
-    torch.set_grad_enabled(False)
-    for user in range(2):
-        for item in range(4):
-            # Features as (bias, vector, value): user, item, then each category at 1/count.
-            features = [(model.user_bias[user], model.user_factors.weight[user], 1.0),
-                        (model.item_bias[item], model.item_factors.weight[item], 1.0)]  # fmt: skip
-            for name in categories[item]:
-                k = names.index(name)
-                features.append((model.category_bias[k], model.category_factors.weight[k], 1 / len(categories[item])))
-            expected = sum(b * x for b, _, x in features)
-            for a in range(len(features)):
-                for b in range(a + 1, len(features)):
-                    expected = expected + features[a][2] * features[b][2] * features[a][1] @ features[b][1]
-            assert model.score_all(torch.tensor([user]))[0, item] == pytest.approx(float(expected), abs=1e-5)
-            assert model.score(torch.tensor([user]), torch.tensor([[item]]))[0, 0] == pytest.approx(
-                float(expected), abs=1e-5
-            )
+    with torch.no_grad():  # the brute force is plain arithmetic on the parameters
+        for user in range(2):
+            for item in range(4):
+                # Features as (bias, vector, value): user, item, then each category at 1/count.
+                features = [(model.user_bias[user], model.user_factors.weight[user], 1.0),
+                            (model.item_bias[item], model.item_factors.weight[item], 1.0)]  # fmt: skip
+                for name in categories[item]:
+                    k = names.index(name)
+                    features.append(
+                        (model.category_bias[k], model.category_factors.weight[k], 1 / len(categories[item]))
+                    )
+                expected = sum(b * x for b, _, x in features)
+                for a in range(len(features)):
+                    for b in range(a + 1, len(features)):
+                        expected = expected + features[a][2] * features[b][2] * features[a][1] @ features[b][1]
+                assert model.score_all(torch.tensor([user]))[0, item] == pytest.approx(float(expected), abs=1e-5)
+                assert model.score(torch.tensor([user]), torch.tensor([[item]]))[0, 0] == pytest.approx(
+                    float(expected), abs=1e-5
+                )
 
 
 def test_fm_bpr_learns_planted_genre_preferences(ml1m):
