@@ -149,4 +149,4 @@ def test_fm_bpr_learns_planted_genre_preferences(ml1m):
     L.seed_everything(0)
     model = FMBPR(ml1m.num_users, ml1m.num_items, ml1m.item_categories, factor=16, learning_rate=1e-2)
     metrics = fit_test(model, ml1m, epochs=3)
-    assert metrics["test/sampled/HR@10"] > 0.55  # ItemPop gets about 0.45 on the embedded data
+    assert metrics["test/sampled/HR@10"] > 0.55  # chance: 0.10; ItemPop: 0.05 on the embedded data
