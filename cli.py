@@ -22,6 +22,11 @@ class RecommenderCLI(LightningCLI):
         # Only models with an ``item_texts`` argument receive it; the others are left as they are.
         parser.link_arguments("data.item_texts", "model.init_args.item_texts", apply_on="instantiate")
         parser.link_arguments("data.item_categories", "model.init_args.item_categories", apply_on="instantiate")
+        parser.link_arguments("data.item_titles", "model.init_args.item_titles", apply_on="instantiate")
+        parser.link_arguments(
+            "data.item_popularity", "model.init_args.item_popularity", compute_fn=lambda counts: counts.tolist(),
+            apply_on="instantiate",
+        )  # fmt: skip
 
     def after_fit(self) -> None:
         if self.trainer.fast_dev_run:

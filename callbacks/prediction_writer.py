@@ -19,7 +19,8 @@ class TopKPredictionWriter(BasePredictionWriter):
     ``scores`` ``[B, K]`` (as every :class:`~lightning_rec.models.Recommender` does) and any data
     module exposing ``user_ids`` (raw id per user index) and ``item_table`` (``item_id``, ``title``).
     When the prediction also has ``history`` ``[B, H]`` and ``attention`` ``[B, K, H]`` (models with
-    cross-attention), an ``explanation`` column names the history items that weighed most.
+    cross-attention), an ``explanation`` column names the history items that weighed most; with
+    ``queries`` (one list of strings per user, as GPT4Rec returns) a ``queries`` column lists them.
     Under several processes each rank writes ``<stem>.rank<N><suffix>``.
 
     Args:
@@ -47,6 +48,8 @@ class TopKPredictionWriter(BasePredictionWriter):
                            "title": titles[item], "score": round(float(score), 6)}  # fmt: skip
                     if "attention" in batch:
                         row["explanation"] = self._explain(batch["history"][b], batch["attention"][b, k], titles)
+                    if "queries" in batch:  # generative retrieval: the queries that produced the list
+                        row["queries"] = " | ".join(batch["queries"][b])
                     yield row
 
     @staticmethod

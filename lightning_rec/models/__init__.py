@@ -7,6 +7,7 @@ from lightning_rec.models.fm_bpr import FMBPR
 from lightning_rec.models.gmf import GMF
 from lightning_rec.models.gpt2_enhanced import GPT2RecommenderEnhanced
 from lightning_rec.models.gpt2_recommender import GPT2Recommender
+from lightning_rec.models.gpt4rec import GPT4Rec
 from lightning_rec.models.item_pop import ItemPop
 from lightning_rec.models.mf_bpr import MFBPR
 from lightning_rec.models.mlp import MLP
@@ -23,6 +24,7 @@ __all__ = [
     "MLP",
     "GPT2Recommender",
     "GPT2RecommenderEnhanced",
+    "GPT4Rec",
     "ItemPop",
     "NeuMF",
     "Recommender",

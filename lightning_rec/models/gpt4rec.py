@@ -1,0 +1,300 @@
+"""GPT4Rec (Li et al. 2023): a causal LM writes search queries from the user's history, BM25
+retrieves items by title for each query, and a rank-based merge builds the recommendation list."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor
+from transformers import AutoConfig, AutoModelForCausalLM, get_linear_schedule_with_warmup
+
+from lightning_rec.metrics import BeyondAccuracyMetrics, RankingMetrics
+from lightning_rec.nn.text_encoder import add_lora, load_tokenizer, resolve_backbone
+from lightning_rec.retrieval import fill_from, rank_merge, title_index, to_tensor
+
+log = logging.getLogger(__name__)
+
+Batch = dict[str, Tensor]
+PROMPT_START = "Previously, the customer has bought:"
+PROMPT_END = " In the future, the customer wants to buy"
+
+
+class GPT4Rec(L.LightningModule):
+    """Generative queries + BM25 retrieval + rank-based merge.
+
+    Training: for each training interaction the prompt ``Previously, the customer has bought: <title
+    1>. <title 2>. ... In the future, the customer wants to buy`` (the latest ``max_history`` items)
+    is followed by the next item's title and end-of-text; the loss covers only those target tokens.
+    Evaluation and predict: beam search with ``num_queries`` beams returns ``num_queries`` queries
+    per user; BM25 (``bm25s``) retrieves items by title for each; :func:`~lightning_rec.retrieval.rank_merge`
+    takes the top ``K / m`` of each list in beam order, skipping items already taken or already known
+    to the user, and fills up to K (then from popularity if retrieval runs dry, with a logged count).
+    BM25's ``k1``/``b`` are grid-searched on validation (the grid and the winner are logged, saved in
+    checkpoints and used for test/predict). Data: an ``InteractionDataModule`` with ``history_length``
+    = ``max_history``; item titles, categories and popularity are linked from it by the CLI.
+
+    Args:
+        item_titles: title of each item index (linked from the data module).
+        item_categories: categories of each item (linked; for Diversity@K and Coverage@K).
+        item_popularity: training interaction counts per item (linked; the fill-up order).
+        generator: Hugging Face causal LM name or path (``gpt2``), or the bundled ``tiny-gpt2``.
+        pretrained: load the generator's weights (``False``: random initialisation of its config).
+        use_peft: train LoRA adapters (``peft``) instead of all weights.
+        lora_rank: LoRA rank.
+        lora_target_modules: modules with adapters (``c_attn`` for GPT-2).
+        max_history: history items in the prompt (the paper: 15).
+        max_title_tokens: tokens kept per title in the prompt, so the prompt fits the context.
+        num_queries: beams = queries per user (``m``: 1, 5, 10, 20, 40).
+        max_query_tokens: longest generated query.
+        top_k: cut-offs of Recall@K, Diversity@K, Coverage@K.
+        bm25_k1_grid: ``k1`` values tried on validation.
+        bm25_b_grid: ``b`` values tried on validation.
+        learning_rate: AdamW learning rate (the paper: 1e-4).
+        weight_decay: AdamW weight decay.
+        warmup_steps: linear warmup steps (the paper: 2,000 at full scale), then linear decay.
+
+    Example:
+        >>> model = GPT4Rec(["red lipstick", "lip gloss", "blue pen"], generator="tiny-gpt2", pretrained=False,
+        ...                 num_queries=2, max_query_tokens=4)
+        >>> model.prompt_ids([0, 1])[:3] == model.tokenizer.encode("Previously, the")
+        True
+    """
+
+    def __init__(
+        self,
+        item_titles: list[str] | None = None,
+        item_categories: list[list[str]] | None = None,
+        item_popularity: Sequence[int] | None = None,
+        generator: str = "gpt2",
+        pretrained: bool = True,
+        use_peft: bool = False,
+        lora_rank: int = 8,
+        lora_target_modules: Sequence[str] = ("c_attn",),
+        max_history: int = 15,
+        max_title_tokens: int = 12,
+        num_queries: int = 5,
+        max_query_tokens: int = 16,
+        top_k: Sequence[int] = (5, 10, 20, 40),
+        bm25_k1_grid: Sequence[float] = (0.9, 1.2, 1.5, 2.0),
+        bm25_b_grid: Sequence[float] = (0.5, 0.75, 1.0),
+        learning_rate: float = 1e-4,
+        weight_decay: float = 0.01,
+        warmup_steps: int = 2000,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["item_titles", "item_categories", "item_popularity"])
+        if not item_titles:
+            raise ValueError("GPT4Rec needs the item titles (link data.item_titles to the model)")
+        if num_queries < 1:
+            raise ValueError(f"num_queries must be >= 1, got {num_queries}")
+        self.item_titles = list(item_titles)
+        self.num_items = len(item_titles)
+        self.tokenizer = load_tokenizer(generator)
+        path = resolve_backbone(generator)
+        model = (
+            AutoModelForCausalLM.from_pretrained(path)
+            if pretrained
+            else AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path))
+        )
+        if use_peft:
+            model = add_lora(model, lora_rank, 2 * lora_rank, 0.0, lora_target_modules)
+        self.generator = model
+        self.context_length = getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
+        # Titles are tokenized once; prompts are concatenations of these pieces, which for GPT-2's
+        # byte-level BPE equals tokenizing the whole prompt (every piece starts at a word boundary).
+        titles = [" " + t.strip() if t.strip() else "" for t in self.item_titles]
+        empty = sum(1 for t in titles if not t)
+        if empty:
+            log.warning("%d items have an empty title: left out of prompts and never retrieved", empty)
+        self.title_ids = [ids[:max_title_tokens] for ids in self.tokenizer(titles)["input_ids"]]
+        self.start_ids = self.tokenizer.encode(PROMPT_START)
+        self.end_ids = self.tokenizer.encode(PROMPT_END)
+        self.period_ids = self.tokenizer.encode(".")
+        popularity = torch.as_tensor(item_popularity if item_popularity is not None else [0.0] * self.num_items)
+        self.register_buffer("popularity_order", popularity.argsort(descending=True, stable=True), persistent=False)
+        self.top_k = sorted(set(top_k))
+        self.recall = torch.nn.ModuleDict({s: RankingMetrics(self.top_k) for s in ("test",)})
+        categories = item_categories or [[] for _ in range(self.num_items)]
+        self.beyond = torch.nn.ModuleDict({"test": BeyondAccuracyMetrics(categories, self.top_k)})
+        self.bm25_k1, self.bm25_b = float(bm25_k1_grid[0]), float(bm25_b_grid[0])
+        self.bm25_grid: list[dict] = []
+        self._validation: list[tuple[list[list[str]], list[set[int]], Tensor]] = []
+        self.counts = {"empty_history": 0, "empty_query_results": 0, "filled_from_popularity": 0}
+
+    # ------------------------------------------------------------------ prompts
+    def prompt_ids(self, history: Sequence[int], target: int | None = None) -> list[int]:
+        """Token ids of the prompt for ``history`` (item indices, oldest first), plus the target
+        title and end-of-text when ``target`` is given. Oldest items are dropped if it would not fit."""
+        items = [i for i in history if i >= 0 and self.title_ids[i]][-self.hparams.max_history :]
+        tail = self.title_ids[target] + [self.tokenizer.eos_token_id] if target is not None else []
+        budget = self.context_length - len(self.start_ids) - len(self.end_ids) - len(tail)
+        budget -= self.hparams.max_query_tokens if target is None else 0
+        pieces = [self.title_ids[i] + self.period_ids for i in items]
+        while pieces and sum(map(len, pieces)) > budget:
+            pieces.pop(0)
+        return self.start_ids + [t for piece in pieces for t in piece] + self.end_ids + tail
+
+    def _pad(self, sequences: list[list[int]], left: bool) -> tuple[Tensor, Tensor]:
+        length = max(map(len, sequences))
+        ids = torch.full((len(sequences), length), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(sequences), length), dtype=torch.long)
+        for row, seq in enumerate(sequences):
+            span = slice(length - len(seq), length) if left else slice(0, len(seq))
+            ids[row, span], mask[row, span] = torch.tensor(seq), 1
+        return ids.to(self.device), mask.to(self.device)
+
+    # ------------------------------------------------------------------ training
+    def training_inputs(self, histories: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``input_ids``, ``attention_mask`` and ``labels`` (-100 except on the target title and
+        end-of-text) for prompts of ``histories`` ``[B, H]`` followed by ``targets`` ``[B]``, left-padded
+        so that every target ends at the last position."""
+        pairs = [(h, t) for h, t in zip(histories.tolist(), targets.tolist()) if self.title_ids[t]]
+        sequences = [self.prompt_ids(h, t) for h, t in pairs]
+        input_ids, attention_mask = self._pad(sequences, left=True)
+        labels = torch.full_like(input_ids, -100)
+        for row, (_, target) in enumerate(pairs):
+            span = len(self.title_ids[target]) + 1
+            labels[row, -span:] = input_ids[row, -span:]
+        return input_ids, attention_mask, labels
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        input_ids, attention_mask, labels = self.training_inputs(batch["history"], batch["item"])
+        # Logits only where targets are: the vocabulary projection of every prompt position would
+        # cost far more than the model itself.
+        keep = int((labels != -100).sum(1).max()) + 1
+        logits = self.generator(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=positions(attention_mask),
+            logits_to_keep=keep,
+        ).logits  # fmt: skip
+        loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, -keep + 1 :].flatten())
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(input_ids))
+        return loss
+
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=self.hparams.learning_rate, weight_decay=self.hparams.weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = get_linear_schedule_with_warmup(optimizer, min(self.hparams.warmup_steps, total // 2), total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ------------------------------------------------------------------ queries and retrieval
+    @torch.no_grad()
+    def generate_queries(self, histories: Tensor) -> list[list[str]]:
+        """``num_queries`` beam-search queries per user (deterministic), best beam first."""
+        histories_list = histories.tolist()
+        self.counts["empty_history"] += sum(1 for h in histories_list if not any(i >= 0 for i in h))
+        input_ids, attention_mask = self._pad([self.prompt_ids(h) for h in histories_list], left=True)
+        m = self.hparams.num_queries
+        output = self.generator.generate(
+            input_ids=input_ids, attention_mask=attention_mask, num_beams=m, num_return_sequences=m,
+            max_new_tokens=self.hparams.max_query_tokens, do_sample=False, early_stopping=True,
+            pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id,
+        )  # fmt: skip
+        texts = self.tokenizer.batch_decode(output[:, input_ids.shape[1] :], skip_special_tokens=True)
+        return [[q.strip() for q in texts[u * m : (u + 1) * m]] for u in range(len(histories_list))]
+
+    def recommend(
+        self, queries: list[list[str]], known: list[set[int]], k1: float, b: float, count: bool = True
+    ) -> Tensor:
+        """``[B, max K]`` merged item lists for each user's queries, known items excluded; ``count``
+        adds queries without results and lists filled from popularity to :attr:`counts`."""
+        index = title_index(self.item_titles, k1, b)
+        k = max(self.top_k)
+        per_query = max(k, 1)
+        lists = []
+        for user_queries, exclude in zip(queries, known):
+            results = index.search(user_queries, per_query + len(exclude))
+            merged = rank_merge(results, k, exclude)
+            if count:
+                self.counts["empty_query_results"] += sum(1 for r in results if not r)
+                self.counts["filled_from_popularity"] += len(merged) < k
+            if len(merged) < k:
+                merged = fill_from(merged, self.popularity_order, k, exclude)
+            lists.append(merged)
+        return to_tensor(lists, k)
+
+    @staticmethod
+    def known_items(batch: Batch) -> list[set[int]]:
+        if "seen_mask" in batch:
+            return [set(torch.nonzero(row).squeeze(1).tolist()) for row in batch["seen_mask"]]
+        return [set(i for i in row if i >= 0) for row in batch["history"].tolist()]
+
+    def ranked_scores(self, top_items: Tensor) -> Tensor:
+        """Scores that reproduce the ranked lists (unlisted items: -inf) for :class:`RankingMetrics`."""
+        k = top_items.shape[1]
+        scores = torch.full((len(top_items), self.num_items), float("-inf"), device=top_items.device)
+        rank_scores = (k - torch.arange(k, dtype=torch.float, device=top_items.device)).expand(len(top_items), -1)
+        rows = torch.arange(len(top_items), device=top_items.device).unsqueeze(1).expand(-1, k)
+        valid = top_items >= 0
+        scores[rows[valid], top_items[valid]] = rank_scores[valid]
+        return scores
+
+    # ------------------------------------------------------------------ validation: BM25 grid search
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        queries = self.generate_queries(batch["history"])
+        self._validation.append((queries, self.known_items(batch), batch["target_item"].cpu()))
+
+    def on_validation_epoch_end(self) -> None:
+        k = max(self.top_k)
+        grid = []
+        for k1 in self.hparams.bm25_k1_grid:
+            for b in self.hparams.bm25_b_grid:
+                hits = torch.zeros(2, dtype=torch.float64)  # [hits, users]
+                for queries, known, targets in self._validation:
+                    top = self.recommend(queries, known, k1, b, count=False)
+                    hits[0] += (top == targets.unsqueeze(1)).any(1).sum()
+                    hits[1] += len(targets)
+                hits = self.trainer.strategy.reduce(hits.to(self.device), reduce_op="sum")
+                grid.append({"k1": float(k1), "b": float(b), f"Recall@{k}": float(hits[0] / hits[1].clamp(min=1))})
+        self._validation.clear()
+        best = max(grid, key=lambda row: row[f"Recall@{k}"])
+        self.bm25_k1, self.bm25_b, self.bm25_grid = best["k1"], best["b"], grid
+        self.log_dict({f"val/Recall@{k}": best[f"Recall@{k}"], "val/bm25_k1": best["k1"], "val/bm25_b": best["b"]})
+        rank_zero_info(
+            f"BM25 grid on validation (Recall@{k}): {json.dumps(grid)}; chosen k1={best['k1']}, b={best['b']}"
+        )
+
+    # ------------------------------------------------------------------ test and predict
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        queries = self.generate_queries(batch["history"])
+        top = self.recommend(queries, self.known_items(batch), self.bm25_k1, self.bm25_b).to(self.device)
+        targets = batch["target_item"].unsqueeze(1)
+        self.recall["test"].update(self.ranked_scores(top), targets)
+        self.beyond["test"].update(top, targets)
+
+    def on_test_epoch_end(self) -> None:
+        values = {**self.recall["test"].compute(), **self.beyond["test"].compute()}
+        self.log_dict({f"test/{name}": value for name, value in values.items()})
+        self.recall["test"].reset()
+        self.beyond["test"].reset()
+        if any(self.counts.values()):
+            log.warning("GPT4Rec: %s", ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in self.counts.items()))
+        self.counts = dict.fromkeys(self.counts, 0)
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> dict:
+        """Top-K items with the queries that found them: ``user``, ``items``, ``scores``, ``queries``."""
+        queries = self.generate_queries(batch["history"])
+        top = self.recommend(queries, self.known_items(batch), self.bm25_k1, self.bm25_b)
+        k = top.shape[1]
+        scores = (k - torch.arange(k, dtype=torch.float)).expand(len(top), -1).clone()
+        return {"user": batch["user"], "items": top, "scores": scores, "queries": queries}
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["bm25"] = {"k1": self.bm25_k1, "b": self.bm25_b, "grid": self.bm25_grid}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        bm25 = checkpoint.get("bm25", {})
+        self.bm25_k1, self.bm25_b = bm25.get("k1", self.bm25_k1), bm25.get("b", self.bm25_b)
+        self.bm25_grid = bm25.get("grid", [])
+
+
+def positions(attention_mask: Tensor) -> Tensor:
+    """Position ids that start at 0 on each row's first real token (rows are left-padded)."""
+    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
