@@ -240,18 +240,27 @@ class GPT4Rec(L.LightningModule):
         queries = self.generate_queries(batch["history"])
         self._validation.append((queries, self.known_items(batch), batch["target_item"].cpu()))
 
-    def on_validation_epoch_end(self) -> None:
+    def bm25_grid_search(self, validation: list, reduce=lambda hits: hits) -> list[dict]:
+        """``Recall@max K`` of each (k1, b) in the grid on stored ``(queries, known items, targets)``;
+        ``reduce`` sums the hit counts across processes."""
         k = max(self.top_k)
         grid = []
         for k1 in self.hparams.bm25_k1_grid:
             for b in self.hparams.bm25_b_grid:
                 hits = torch.zeros(2, dtype=torch.float64)  # [hits, users]
-                for queries, known, targets in self._validation:
+                for queries, known, targets in validation:
                     top = self.recommend(queries, known, k1, b, count=False)
                     hits[0] += (top == targets.unsqueeze(1)).any(1).sum()
                     hits[1] += len(targets)
-                hits = self.trainer.strategy.reduce(hits.to(self.device), reduce_op="sum")
+                hits = reduce(hits)
                 grid.append({"k1": float(k1), "b": float(b), f"Recall@{k}": float(hits[0] / hits[1].clamp(min=1))})
+        return grid
+
+    def on_validation_epoch_end(self) -> None:
+        k = max(self.top_k)
+        grid = self.bm25_grid_search(
+            self._validation, lambda hits: self.trainer.strategy.reduce(hits.to(self.device), reduce_op="sum").cpu()
+        )
         self._validation.clear()
         best = max(grid, key=lambda row: row[f"Recall@{k}"])
         self.bm25_k1, self.bm25_b, self.bm25_grid = best["k1"], best["b"], grid
