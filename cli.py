@@ -28,6 +28,12 @@ class RecommenderCLI(LightningCLI):
             apply_on="instantiate",
         )  # fmt: skip
 
+    def _parse_ckpt_path(self) -> None:
+        # The config defines the model (with sizes and item data linked from the data module); the
+        # checkpoint only brings weights. Lightning's merge of checkpoint hparams into the config
+        # cannot handle linked arguments, so it is skipped (a size mismatch still fails on load).
+        return
+
     def after_fit(self) -> None:
         if self.trainer.fast_dev_run:
             return
@@ -52,9 +58,12 @@ def resolve_config_paths(argv: list[str]) -> list[str]:
 
 def main(args: list[str] | None = None) -> RecommenderCLI:
     argv = resolve_config_paths(sys.argv[1:] if args is None else args)
+    # load_from_checkpoint_support=False: checkpoints keep what each model's __init__ received, not the
+    # linked data (item titles, popularity, ...) that models without those arguments never took.
     return RecommenderCLI(
-        subclass_mode_model=True, subclass_mode_data=True, save_config_kwargs={"overwrite": True}, args=argv
-    )
+        subclass_mode_model=True, subclass_mode_data=True, save_config_kwargs={"overwrite": True}, args=argv,
+        load_from_checkpoint_support=False,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -214,9 +214,10 @@ class InteractionDataModule(L.LightningDataModule):
 
     def _batches_done_this_epoch(self) -> int:
         # A run resumed mid-epoch continues where it stopped instead of replaying the epoch's start.
-        if self.trainer is None:
+        epoch_loop = self.trainer.fit_loop.epoch_loop if self.trainer is not None else None
+        if epoch_loop is None or not epoch_loop.restarting:
             return 0
-        return self.trainer.fit_loop.epoch_loop.batch_progress.current.ready
+        return epoch_loop.batch_progress.current.ready
 
     def _eval_loader(self, stage: Literal["validate", "test"]) -> DataLoader:
         targets = self.data.val_items if stage == "validate" else self.data.test_items
