@@ -29,7 +29,8 @@ def main() -> None:
         learning_rate=1e-2, contrastive_weight=0.0,  # in-batch negatives differ per process; see the README
     )  # fmt: skip
     trainer = L.Trainer(
-        accelerator="cpu", devices=args.devices, strategy="ddp_find_unused_parameters_true" if args.devices > 1 else "auto",
+        accelerator="cpu", devices=args.devices,
+        strategy="ddp_find_unused_parameters_true" if args.devices > 1 else "auto",
         max_epochs=2, limit_train_batches=8, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False,
         callbacks=[MetadataCacheCallback(args.cache_dir, switch_at_epoch=1)],
