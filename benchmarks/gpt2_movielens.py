@@ -1,8 +1,9 @@
 """NeuMF vs the GPT-2 recommenders (basic, enhanced in three strategies) on MovieLens.
 
-    python benchmarks/gpt2_movielens.py quality --data ../shared/data/ml-1m --seeds 0,1,2 --epochs 4
-    python benchmarks/gpt2_movielens.py speed --data ../shared/data/ml-1m
-    python benchmarks/gpt2_movielens.py strategies --dataset ml-100k --data ../shared/data/ml-100k --epochs 4
+    python -m benchmarks.gpt2_movielens quality --data ../shared/data/ml-1m --seeds 0,1,2 --epochs 2
+    python -m benchmarks.gpt2_movielens speed --data ../shared/data/ml-1m --timing-steps 6
+    python -m benchmarks.gpt2_movielens strategies --dataset ml-100k --data ../shared/data/ml-100k \
+        --backbone tiny-gpt2 --seeds 0,1,2 --epochs 2 --batch-size 1024 --lr 3e-3
 
 Protocol: the NCF benchmark's leave-one-out split and seeds, HR@10 / NDCG@10 with 99 sampled negatives
 and with full ranking. Text backbones: ``minilm`` is the real pretrained all-MiniLM-L6-v2 (PyPI package
