@@ -57,7 +57,8 @@ def bare_loop_seconds_per_epoch(datamodule, factor: int, num_layers: int, lr: fl
         users, items, negatives = (
             columns[k][i * batch_size : (i + 1) * batch_size] for k in ("user", "item", "negative_items")
         )
-        loss = recommendation_loss(model.score(users, items.unsqueeze(1)), model.score(users, negatives), "bce")
+        scores = model.score(users, torch.cat([items.unsqueeze(1), negatives], dim=1))  # as Recommender does
+        loss = recommendation_loss(scores[:, :1], scores[:, 1:], "bce")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
