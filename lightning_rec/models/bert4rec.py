@@ -10,6 +10,7 @@ from torch import Tensor
 
 from lightning_rec.models.base import Batch, Recommender, require_history, require_sequences
 from lightning_rec.nn.sequence import ItemSequenceEncoder
+from lightning_rec.nn.towers import dot_scores
 
 
 class BERT4Rec(Recommender):
@@ -70,7 +71,7 @@ class BERT4Rec(Recommender):
         return self.encoder(torch.cat([history, mask_column], dim=1))[:, -1]
 
     def score(self, users: Tensor, items: Tensor, history: Tensor | None = None) -> Tensor:
-        return (self.user_vectors(history).unsqueeze(1) * self.encoder.output_embeddings()[items]).sum(-1)
+        return dot_scores(self.user_vectors(history), self.encoder.output_embeddings(), items)
 
     def score_all(self, users: Tensor, history: Tensor | None = None) -> Tensor:
         return self.user_vectors(history) @ self.encoder.output_embeddings().T

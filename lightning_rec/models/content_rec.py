@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from lightning_rec.models.base import Recommender, require_history
 from lightning_rec.nn.losses import RecommendationLoss
 from lightning_rec.nn.text_encoder import ItemTextEncoder, Pooling
-from lightning_rec.nn.towers import history_mean
+from lightning_rec.nn.towers import dot_scores, history_mean
 
 
 class ContentRec(Recommender):
@@ -74,7 +74,7 @@ class ContentRec(Recommender):
     def score(self, users: Tensor, items: Tensor, history: Tensor | None = None) -> Tensor:
         item_vectors = self.item_vectors()
         user_vectors = history_mean(item_vectors, require_history(history, self))
-        return (user_vectors.unsqueeze(1) * item_vectors[items]).sum(-1) + self.item_bias[items]
+        return dot_scores(user_vectors, item_vectors, items) + self.item_bias[items]
 
     def score_all(self, users: Tensor, history: Tensor | None = None) -> Tensor:
         item_vectors = self.item_vectors()

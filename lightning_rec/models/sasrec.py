@@ -11,6 +11,7 @@ from torch import Tensor
 
 from lightning_rec.models.base import Batch, Recommender, require_history, require_sequences
 from lightning_rec.nn.sequence import ItemSequenceEncoder
+from lightning_rec.nn.towers import dot_scores
 
 
 class SASRec(Recommender):
@@ -70,7 +71,7 @@ class SASRec(Recommender):
 
     def score(self, users: Tensor, items: Tensor, history: Tensor | None = None) -> Tensor:
         vectors = self.user_vectors(require_history(history, self))
-        return (vectors.unsqueeze(1) * self.encoder.output_embeddings()[items]).sum(-1)
+        return dot_scores(vectors, self.encoder.output_embeddings(), items)
 
     def score_all(self, users: Tensor, history: Tensor | None = None) -> Tensor:
         return self.user_vectors(require_history(history, self)) @ self.encoder.output_embeddings().T

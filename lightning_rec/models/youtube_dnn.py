@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from lightning_rec.models.base import Recommender, normal_embedding, require_history
 from lightning_rec.nn.losses import RecommendationLoss
-from lightning_rec.nn.towers import history_mean
+from lightning_rec.nn.towers import dot_scores, history_mean
 
 
 class YouTubeDNN(Recommender):
@@ -62,7 +62,7 @@ class YouTubeDNN(Recommender):
         return self.user_tower(history_mean(self.history_embedding.weight, require_history(history, self)))
 
     def score(self, users: Tensor, items: Tensor, history: Tensor | None = None) -> Tensor:
-        return (self.user_vectors(history).unsqueeze(1) * self.output_embedding(items)).sum(-1)
+        return dot_scores(self.user_vectors(history), self.output_embedding.weight, items)
 
     def score_all(self, users: Tensor, history: Tensor | None = None) -> Tensor:
         return self.user_vectors(history) @ self.output_embedding.weight.T

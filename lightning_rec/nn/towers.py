@@ -42,3 +42,9 @@ def history_mean(item_vectors: Tensor, history: Tensor) -> Tensor:
     valid = (history >= 0).unsqueeze(-1).to(item_vectors.dtype)
     summed = (item_vectors[history.clamp(min=0)] * valid).sum(1)
     return summed / valid.sum(1).clamp(min=1)
+
+
+def dot_scores(user_vectors: Tensor, item_vectors: Tensor, items: Tensor) -> Tensor:
+    """``<u_b, v_i>`` for each user row ``[B, D]`` and its candidate ``items`` ``[B, C]``, rows of
+    ``item_vectors`` ``[num_items, D]``: the scoring of every two-tower model. Returns ``[B, C]``."""
+    return (user_vectors.unsqueeze(1) * item_vectors[items]).sum(-1)
