@@ -79,15 +79,16 @@ def run(name: str, args) -> dict:
     trainer = L.Trainer(max_epochs=max_epochs, logger=False, enable_progress_bar=False, enable_model_summary=False,
                         callbacks=[timer, checkpoint, stopper], check_val_every_n_epoch=1)  # fmt: skip
     trainer.fit(model, datamodule=dm)
+    # Read before test: loading the best checkpoint restores the epoch counter and the stopper's state.
+    epochs, best_epoch = trainer.current_epoch, trainer.current_epoch - 1 - stopper.wait_count
     metrics = trainer.test(model, datamodule=dm, ckpt_path=checkpoint.best_model_path or None, verbose=False)[0]
     if checkpoint.best_model_path:
         Path(checkpoint.best_model_path).unlink(missing_ok=True)
-    best_epoch = trainer.current_epoch - 1 - stopper.wait_count  # the last epoch that improved val NDCG@10
     row = {"dataset": args.dataset, "model": name, "protocol": "full"}
     row.update({k.removeprefix("test/full/"): round(float(v), 4) for k, v in metrics.items()})
     row.update(
-        seconds_per_epoch=round(timer.time_elapsed("train") / max(1, trainer.current_epoch), 2),
-        epochs=trainer.current_epoch, best_epoch=best_epoch,
+        seconds_per_epoch=round(timer.time_elapsed("train") / max(1, epochs), 2),
+        epochs=epochs, best_epoch=best_epoch,
         seed=args.seed, split="leave-one-out by position" if args.dataset == "beauty" else "leave-one-out by time",
         backbone="all-MiniLM-L6-v2 (pretrained)" if name == "ContentRec" else "none", max_length=args.max_length,
     )  # fmt: skip

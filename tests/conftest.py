@@ -3,6 +3,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from data_modules import AmazonDataModule, MovieLens1MDataModule, MovieLens100KDataModule
 
@@ -71,3 +72,23 @@ def small_datamodules(tmp_path: Path) -> dict:
         "amazon-sequences": AmazonDataModule(sequence_file=str(sequences), titles_file=str(titles), **kwargs),
         "amazon-reviews": AmazonDataModule(reviews_file=str(reviews), meta_file=str(meta), **kwargs),
     }
+
+
+COLORS = ["red", "blue", "green", "amber"]
+NOUNS = ["vase", "lamp", "chair", "table", "sofa", "rug", "mirror", "clock", "shelf", "desk"]
+
+
+@pytest.fixture
+def color_shops(tmp_path: Path) -> tuple[str, str]:
+    """Amazon-format sequence and title files where each user buys 6 items of one color: the next
+    item's color is planted in the history (GPT4Rec and M6Rec tests)."""
+    generator = torch.Generator().manual_seed(0)
+    lines = []
+    for u in range(160):
+        color = u % len(COLORS)
+        nouns = torch.randperm(len(NOUNS), generator=generator)[:6].tolist()
+        lines.append(f"U{u} " + " ".join(f"{COLORS[color]}-{NOUNS[n]}" for n in nouns))
+    (tmp_path / "seq.txt").write_text("\n".join(lines) + "\n")
+    titles = "".join(f"{c}-{n}\t{c} {n}\n" for c in COLORS for n in NOUNS)
+    (tmp_path / "titles.tsv").write_text("asin\ttitle\n" + titles)
+    return str(tmp_path / "seq.txt"), str(tmp_path / "titles.tsv")

@@ -1,17 +1,11 @@
 """GPT4Rec: exact prompt, loss on target tokens only, retrieval/merge rules, a planted query pattern."""
 
-from pathlib import Path
-
 import lightning as L
 import torch
 
 from data_modules import AmazonDataModule
 from lightning_rec.models import GPT4Rec
 from lightning_rec.retrieval import TitleIndex, fill_from, rank_merge
-
-COLORS = ["red", "blue", "green", "amber"]
-NOUNS = ["vase", "lamp", "chair", "table", "sofa", "rug", "mirror", "clock", "shelf", "desk"]
-
 
 def tiny_gpt4rec(titles, **kwargs) -> GPT4Rec:
     options = dict(generator="tiny-gpt2", pretrained=False, num_queries=2, max_query_tokens=6, top_k=(5, 10))
@@ -59,24 +53,9 @@ def test_bm25_ignores_empty_titles_and_unknown_words(caplog):
     assert sorted(vase) == [0, 2] and empty == [] and unknown == []
 
 
-def write_color_shops(directory: Path, num_users: int = 160) -> tuple[str, str]:
-    """Each user buys 6 items of one color: the next item's color is planted in the history."""
-    directory.mkdir(parents=True, exist_ok=True)
-    generator = torch.Generator().manual_seed(0)
-    lines = []
-    for u in range(num_users):
-        color = u % len(COLORS)
-        nouns = torch.randperm(len(NOUNS), generator=generator)[:6].tolist()
-        lines.append(f"U{u} " + " ".join(f"{COLORS[color]}-{NOUNS[n]}" for n in nouns))
-    (directory / "seq.txt").write_text("\n".join(lines) + "\n")
-    titles = "".join(f"{c}-{n}\t{c} {n}\n" for c in COLORS for n in NOUNS)
-    (directory / "titles.tsv").write_text("asin\ttitle\n" + titles)
-    return str(directory / "seq.txt"), str(directory / "titles.tsv")
-
-
-def test_generator_learns_to_ask_for_the_users_color(tmp_path):
+def test_generator_learns_to_ask_for_the_users_color(color_shops):
     L.seed_everything(0)
-    sequences, titles = write_color_shops(tmp_path)
+    sequences, titles = color_shops
     dm = AmazonDataModule(sequence_file=sequences, titles_file=titles, history_length=15, batch_size=32,
                           num_negatives=1, eval_protocols=["full"])  # fmt: skip
     model = tiny_gpt4rec(dm.item_titles, item_popularity=dm.item_popularity.tolist(), item_categories=[

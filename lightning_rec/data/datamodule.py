@@ -5,7 +5,8 @@ Dataset-specific modules in ``data_modules/`` only say how to parse their files 
 Batches are ``dict[str, Tensor]``:
 
 - train: ``user`` ``[B]``, ``item`` ``[B]`` (a positive), ``negative_items`` ``[B, num_negatives]``
-  (uniform over items the user has not interacted with in train, redrawn every epoch from the seed).
+  (uniform over items the user has not interacted with in train, redrawn every epoch from the seed),
+  and ``rating`` ``[B]`` (float) where the dataset has explicit ratings.
 - validation / test: ``user`` ``[B]``, ``target_item`` ``[B]``; with the ``sampled`` protocol
   ``candidate_items`` ``[B, 1 + num_eval_negatives]`` (target first, then negatives the user never
   interacted with, fixed by the seed); with the ``full`` protocol ``seen_mask`` ``[B, num_items]``
@@ -179,6 +180,8 @@ class InteractionDataModule(L.LightningDataModule):
         users = self.data.train_users[order]
         negatives = sample_negatives(users, self.num_negatives, self.train_pairs, generator)
         columns = {"user": users, "item": self.data.train_items[order], "negative_items": negatives}
+        if self.data.train_ratings is not None:
+            columns["rating"] = self.data.train_ratings[order]
         if self.history_length:
             columns["row"] = order  # the history is cut per batch, from the positive's position
         return columns

@@ -26,6 +26,7 @@ class EncodedInteractions:
         train_indptr: ``[U + 1]`` offsets of each user's slice of ``train_items`` (CSR layout).
         val_items, test_items: ``[U]`` held-out item per user, ``-1`` where the user has none.
         ordering: how each user's interactions were ordered for the split.
+        train_ratings: explicit rating of each training interaction, where the dataset has them.
     """
 
     user_ids: np.ndarray
@@ -36,6 +37,7 @@ class EncodedInteractions:
     val_items: Tensor
     test_items: Tensor
     ordering: Ordering = "time"
+    train_ratings: Tensor | None = None
 
     @property
     def num_users(self) -> int:
@@ -105,4 +107,5 @@ def encode(
         train_indptr=indptr,
         val_items=held_out(validation, "validation"),
         test_items=held_out(test, "test"),
+        train_ratings=torch.as_tensor(train["rating"].to_numpy(), dtype=torch.float) if "rating" in train else None,
     )

@@ -4,11 +4,13 @@ from lightning_rec.models.base import Recommender
 from lightning_rec.models.bert4rec import BERT4Rec
 from lightning_rec.models.content_rec import ContentRec
 from lightning_rec.models.fm_bpr import FMBPR
+from lightning_rec.models.genre import GENRE
 from lightning_rec.models.gmf import GMF
 from lightning_rec.models.gpt2_enhanced import GPT2RecommenderEnhanced
 from lightning_rec.models.gpt2_recommender import GPT2Recommender
 from lightning_rec.models.gpt4rec import GPT4Rec
 from lightning_rec.models.item_pop import ItemPop
+from lightning_rec.models.m6rec import M6Rec
 from lightning_rec.models.mf_bpr import MFBPR
 from lightning_rec.models.mlp import MLP
 from lightning_rec.models.neumf import NeuMF
@@ -19,6 +21,7 @@ __all__ = [
     "BERT4Rec",
     "ContentRec",
     "FMBPR",
+    "GENRE",
     "GMF",
     "MFBPR",
     "MLP",
@@ -26,6 +29,7 @@ __all__ = [
     "GPT2RecommenderEnhanced",
     "GPT4Rec",
     "ItemPop",
+    "M6Rec",
     "NeuMF",
     "Recommender",
     "SASRec",

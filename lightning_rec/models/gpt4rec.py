@@ -9,13 +9,20 @@ from collections.abc import Sequence
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
-from transformers import AutoConfig, AutoModelForCausalLM, get_linear_schedule_with_warmup
+from transformers import get_linear_schedule_with_warmup
 
 from lightning_rec.metrics import BeyondAccuracyMetrics, RankingMetrics
-from lightning_rec.nn.text_encoder import add_lora, load_tokenizer, resolve_backbone
+from lightning_rec.nn.causal_lm import (
+    TitlePrompts,
+    context_length,
+    load_causal_lm,
+    pad_left,
+    target_labels,
+    target_token_loss,
+)
+from lightning_rec.nn.text_encoder import load_tokenizer
 from lightning_rec.retrieval import fill_from, rank_merge, title_index, to_tensor
 
 log = logging.getLogger(__name__)
@@ -96,26 +103,11 @@ class GPT4Rec(L.LightningModule):
         self.item_titles = list(item_titles)
         self.num_items = len(item_titles)
         self.tokenizer = load_tokenizer(generator)
-        path = resolve_backbone(generator)
-        model = (
-            AutoModelForCausalLM.from_pretrained(path)
-            if pretrained
-            else AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path))
-        )
-        if use_peft:
-            model = add_lora(model, lora_rank, 2 * lora_rank, 0.0, lora_target_modules)
-        self.generator = model
-        self.context_length = getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
-        # Titles are tokenized once; prompts are concatenations of these pieces, which for GPT-2's
-        # byte-level BPE equals tokenizing the whole prompt (every piece starts at a word boundary).
-        titles = [" " + t.strip() if t.strip() else "" for t in self.item_titles]
-        empty = sum(1 for t in titles if not t)
-        if empty:
-            log.warning("%d items have an empty title: left out of prompts and never retrieved", empty)
-        self.title_ids = [ids[:max_title_tokens] for ids in self.tokenizer(titles)["input_ids"]]
-        self.start_ids = self.tokenizer.encode(PROMPT_START)
-        self.end_ids = self.tokenizer.encode(PROMPT_END)
-        self.period_ids = self.tokenizer.encode(".")
+        self.generator = load_causal_lm(generator, pretrained, "lora" if use_peft else "none", lora_rank,
+                                        lora_target_modules)  # fmt: skip
+        self.prompts = TitlePrompts(self.tokenizer, self.item_titles, PROMPT_START, PROMPT_END, max_history,
+                                    max_title_tokens, context_length(self.generator))  # fmt: skip
+        self.title_ids = self.prompts.title_ids
         popularity = torch.as_tensor(item_popularity if item_popularity is not None else [0.0] * self.num_items)
         self.register_buffer("popularity_order", popularity.argsort(descending=True, stable=True), persistent=False)
         self.top_k = sorted(set(top_k))
@@ -131,23 +123,7 @@ class GPT4Rec(L.LightningModule):
     def prompt_ids(self, history: Sequence[int], target: int | None = None) -> list[int]:
         """Token ids of the prompt for ``history`` (item indices, oldest first), plus the target
         title and end-of-text when ``target`` is given. Oldest items are dropped if it would not fit."""
-        items = [i for i in history if i >= 0 and self.title_ids[i]][-self.hparams.max_history :]
-        tail = self.title_ids[target] + [self.tokenizer.eos_token_id] if target is not None else []
-        budget = self.context_length - len(self.start_ids) - len(self.end_ids) - len(tail)
-        budget -= self.hparams.max_query_tokens if target is None else 0
-        pieces = [self.title_ids[i] + self.period_ids for i in items]
-        while pieces and sum(map(len, pieces)) > budget:
-            pieces.pop(0)
-        return self.start_ids + [t for piece in pieces for t in piece] + self.end_ids + tail
-
-    def _pad(self, sequences: list[list[int]], left: bool) -> tuple[Tensor, Tensor]:
-        length = max(map(len, sequences))
-        ids = torch.full((len(sequences), length), self.tokenizer.pad_token_id, dtype=torch.long)
-        mask = torch.zeros((len(sequences), length), dtype=torch.long)
-        for row, seq in enumerate(sequences):
-            span = slice(length - len(seq), length) if left else slice(0, len(seq))
-            ids[row, span], mask[row, span] = torch.tensor(seq), 1
-        return ids.to(self.device), mask.to(self.device)
+        return self.prompts.ids(history, target, reserve=self.hparams.max_query_tokens if target is None else 0)
 
     # ------------------------------------------------------------------ training
     def training_inputs(self, histories: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -155,24 +131,13 @@ class GPT4Rec(L.LightningModule):
         end-of-text) for prompts of ``histories`` ``[B, H]`` followed by ``targets`` ``[B]``, left-padded
         so that every target ends at the last position."""
         pairs = [(h, t) for h, t in zip(histories.tolist(), targets.tolist()) if self.title_ids[t]]
-        sequences = [self.prompt_ids(h, t) for h, t in pairs]
-        input_ids, attention_mask = self._pad(sequences, left=True)
-        labels = torch.full_like(input_ids, -100)
-        for row, (_, target) in enumerate(pairs):
-            span = len(self.title_ids[target]) + 1
-            labels[row, -span:] = input_ids[row, -span:]
-        return input_ids, attention_mask, labels
+        input_ids, attention_mask = pad_left([self.prompt_ids(h, t) for h, t in pairs], self.tokenizer.pad_token_id,
+                                             self.device)  # fmt: skip
+        return input_ids, attention_mask, target_labels(input_ids, [len(self.title_ids[t]) + 1 for _, t in pairs])
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         input_ids, attention_mask, labels = self.training_inputs(batch["history"], batch["item"])
-        # Logits only where targets are: the vocabulary projection of every prompt position would
-        # cost far more than the model itself.
-        keep = int((labels != -100).sum(1).max()) + 1
-        logits = self.generator(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=positions(attention_mask),
-            logits_to_keep=keep,
-        ).logits  # fmt: skip
-        loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, -keep + 1 :].flatten())
+        loss, _ = target_token_loss(self.generator, input_ids, attention_mask, labels)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(input_ids))
         return loss
 
@@ -189,7 +154,8 @@ class GPT4Rec(L.LightningModule):
         """``num_queries`` beam-search queries per user (deterministic), best beam first."""
         histories_list = histories.tolist()
         self.counts["empty_history"] += sum(1 for h in histories_list if not any(i >= 0 for i in h))
-        input_ids, attention_mask = self._pad([self.prompt_ids(h) for h in histories_list], left=True)
+        prompts = [self.prompt_ids(h) for h in histories_list]
+        input_ids, attention_mask = pad_left(prompts, self.tokenizer.pad_token_id, self.device)
         m = self.hparams.num_queries
         output = self.generator.generate(
             input_ids=input_ids, attention_mask=attention_mask, num_beams=m, num_return_sequences=m,
@@ -302,8 +268,3 @@ class GPT4Rec(L.LightningModule):
         bm25 = checkpoint.get("bm25", {})
         self.bm25_k1, self.bm25_b = bm25.get("k1", self.bm25_k1), bm25.get("b", self.bm25_b)
         self.bm25_grid = bm25.get("grid", [])
-
-
-def positions(attention_mask: Tensor) -> Tensor:
-    """Position ids that start at 0 on each row's first real token (rows are left-padded)."""
-    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
