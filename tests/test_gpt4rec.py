@@ -7,6 +7,7 @@ from data_modules import AmazonDataModule
 from lightning_rec.models import GPT4Rec
 from lightning_rec.retrieval import TitleIndex, fill_from, rank_merge
 
+
 def tiny_gpt4rec(titles, **kwargs) -> GPT4Rec:
     options = dict(generator="tiny-gpt2", pretrained=False, num_queries=2, max_query_tokens=6, top_k=(5, 10))
     return GPT4Rec(titles, **{**options, **kwargs})
