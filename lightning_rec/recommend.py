@@ -1,0 +1,241 @@
+"""Recommendations for one request: a user id, a free-text request, or both, plus K.
+
+    python -m lightning_rec.recommend --user 12 --k 5 --collaborative checkpoints/neumf.ckpt --collaborative-model NeuMF
+    python -m lightning_rec.recommend --request "a light moisturizer for dry skin, not greasy" \\
+        --data-config configs/data/beauty.yaml --generative checkpoints/m6rec.ckpt --generative-model M6Rec
+
+The hybrid rule: a request with text goes to the generative side (M6Rec's catalog-constrained
+generation, or GPT4Rec's queries with the request as the first one, then BM25), topped up by BM25
+over the item texts; a known user without text goes to the collaborative model; without either
+model, or for a new user (no id) without text, popularity. A category narrows every path. Results
+are new to the user, deduplicated, at most K, each with its item id, title, categories, score and
+the reason (which path, which query) - printed as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+from lightning.pytorch.cli import instantiate_class
+from torch import Tensor
+
+from lightning_rec.data.datamodule import InteractionDataModule
+from lightning_rec.models import GPT4Rec, M6Rec, Recommender
+from lightning_rec.retrieval import rank_merge, title_index
+
+#: Arguments a model may take from the data module (what the CLI links).
+LINKED = ("num_users", "num_items", "item_titles", "item_texts", "item_categories", "item_popularity")
+DEFAULT_HISTORY = 15
+
+
+class HybridRecommender:
+    """Routes each request to the collaborative, generative or popularity path and post-processes.
+
+    Args:
+        datamodule: the data the models were trained on (catalog, users, what each user has).
+        collaborative: any trained :class:`~lightning_rec.models.Recommender` (NeuMF, SASRec, ...).
+        generative: a trained :class:`~lightning_rec.models.M6Rec` or :class:`~lightning_rec.models.GPT4Rec`.
+        history_length: latest items given to models that read histories.
+
+    Example:
+        >>> from data_modules import MovieLens1MDataModule
+        >>> hybrid = HybridRecommender(MovieLens1MDataModule())
+        >>> [(r["title"], r["reason"]) for r in hybrid.recommend(request="a crypt scream", k=1)]
+        [('Return Crypt Scream (1953)', 'BM25 match for the request')]
+    """
+
+    def __init__(
+        self,
+        datamodule: InteractionDataModule,
+        collaborative: Recommender | None = None,
+        generative: M6Rec | GPT4Rec | None = None,
+        history_length: int = DEFAULT_HISTORY,
+    ) -> None:
+        data = datamodule.data
+        for role, model in [("collaborative", collaborative), ("generative", generative)]:
+            if model is not None and model.num_items != data.num_items:
+                raise ValueError(
+                    f"the {role} model ranks {model.num_items} items but the data's catalog has {data.num_items}: "
+                    "it was trained on another dataset or split"
+                )
+        self.data, self.collaborative, self.generative = data, collaborative, generative
+        self.history_length = history_length
+        self.user_index = {str(raw): index for index, raw in enumerate(data.user_ids)}
+        self.titles = datamodule.item_titles
+        self.categories = datamodule.item_categories
+        self.popularity_order = datamodule.item_popularity.argsort(descending=True, stable=True).tolist()
+        # Titles and categories together: a request may name either.
+        self.search_texts = [f"{t} {' '.join(c)}" for t, c in zip(self.titles, self.categories)]
+
+    # ------------------------------------------------------------------ inputs
+    def user_items(self, user: int) -> list[int]:
+        """Everything the user has, oldest first: training items, then validation and test items."""
+        data = self.data
+        items = data.train_items[data.train_indptr[user] : data.train_indptr[user + 1]].tolist()
+        return items + [int(t[user]) for t in (data.val_items, data.test_items) if t[user] >= 0]
+
+    def allowed_items(self, category: str | None) -> set[int] | None:
+        if category is None:
+            return None
+        wanted = category.strip().lower()
+        allowed = {i for i, cats in enumerate(self.categories) if wanted in (c.lower() for c in cats)}
+        if not allowed:
+            known = sorted({c for cats in self.categories for c in cats})
+            raise ValueError(f"unknown category {category!r}; the catalog has {known[:20]}")
+        return allowed
+
+    # ------------------------------------------------------------------ the rule
+    def recommend(
+        self, user: str | int | None = None, request: str | None = None, k: int = 10, category: str | None = None
+    ) -> list[dict]:
+        """At most ``k`` new items for ``user`` (a raw user id) and/or a free-text ``request``."""
+        if k <= 0:
+            raise ValueError(f"k must be positive, got {k}")
+        if request is not None and not request.strip():
+            raise ValueError("the request is empty; give some text or leave it out")
+        if user is None and request is None:
+            raise ValueError("give a user id, a request, or both")
+        user_index = None
+        if user is not None:
+            if str(user) not in self.user_index:
+                raise ValueError(f"unknown user id {user!r} (the data has {len(self.user_index)} users)")
+            user_index = self.user_index[str(user)]
+        items = self.user_items(user_index) if user_index is not None else []
+        history = torch.tensor([([-1] + items)[-self.history_length :]])
+        exclude, allowed = set(items), self.allowed_items(category)
+
+        results: list[tuple[int, float, str]] = []
+        if request is not None:
+            results += self._generative(history, request, k, exclude, allowed)
+            results += self._text_search(request, k, exclude | {r[0] for r in results}, allowed)
+        elif user_index is not None and self.collaborative is not None:
+            results += self._collaborative(user_index, history, k, exclude, allowed)
+        taken = exclude | {r[0] for r in results}
+        reason = "popular" if user_index is not None else "popular (new user)"
+        results += [(item, 0.0, reason) for item in self._popular(k, taken, allowed)]
+
+        unique: dict[int, tuple[float, str]] = {}
+        for item, score, why in results:
+            unique.setdefault(item, (score, why))
+        top = list(unique.items())[:k]
+        return [
+            {"item_id": str(self.data.items["item_id"].iloc[item]), "title": self.titles[item],
+             "categories": self.categories[item], "score": round(score, 4), "reason": why}
+            for item, (score, why) in top
+        ]  # fmt: skip
+
+    def _keep(self, item: int, exclude: set[int], allowed: set[int] | None) -> bool:
+        return item not in exclude and (allowed is None or item in allowed)
+
+    def _generative(self, history: Tensor, request: str, k: int, exclude: set[int], allowed) -> list:
+        model = self.generative
+        if isinstance(model, M6Rec):
+            # Beam search returns at most num_beams titles; ask for more when a category filters them.
+            found = model.generate_items(history, k if allowed is None else 4 * k, request=request)[0]
+            kept = [i for i in found if self._keep(i, exclude, allowed)][:k]
+            return [(i, float(k - r), f"generated by M6Rec for the request {request!r}") for r, i in enumerate(kept)]
+        if isinstance(model, GPT4Rec):
+            queries = [request] + model.generate_queries(history)[0]
+            index = title_index(self.titles, model.bm25_k1, model.bm25_b)
+            lists = [[i for i in found if self._keep(i, exclude, allowed)] for found in index.search(queries, 4 * k)]
+            merged = rank_merge(lists, k)
+            # The reason names the first query (in beam order) that found the item.
+            source = {item: q for q, found in reversed(list(zip(queries, lists))) for item in found}
+            return [(i, float(k - r), f"GPT4Rec query {source[i]!r}") for r, i in enumerate(merged)]
+        return []
+
+    def _text_search(self, request: str, k: int, exclude: set[int], allowed) -> list:
+        index = title_index(self.search_texts, 1.2, 0.75)
+        found = index.search([request], len(self.titles))[0]  # every item with a positive score
+        kept = [i for i in found if self._keep(i, exclude, allowed)][:k]
+        return [(i, float(k - r), "BM25 match for the request") for r, i in enumerate(kept)]
+
+    def _collaborative(self, user: int, history: Tensor, k: int, exclude: set[int], allowed) -> list:
+        model = self.collaborative
+        with torch.no_grad():
+            scores = model.eval().score_all(torch.tensor([user]), history).float()[0]
+        scores[list(exclude)] = float("-inf")
+        if allowed is not None:
+            mask = torch.ones_like(scores, dtype=torch.bool)
+            mask[list(allowed)] = False
+            scores[mask] = float("-inf")
+        top = scores.topk(min(k, len(scores)))
+        name = type(model).__name__
+        return [
+            (int(i), float(s), f"collaborative ({name})") for s, i in zip(top.values, top.indices) if s > float("-inf")
+        ]
+
+    def _popular(self, k: int, exclude: set[int], allowed) -> list[int]:
+        return [i for i in self.popularity_order if self._keep(i, exclude, allowed)][:k]
+
+
+def load_model(checkpoint: str, class_name: str, datamodule: InteractionDataModule):
+    """A model of ``lightning_rec.models.<class_name>`` from ``checkpoint``, with the data module's
+    sizes and item data passed as the CLI links them; a catalog mismatch is a clear error."""
+    import lightning_rec.models as models
+
+    cls = getattr(models, class_name, None)
+    if cls is None or not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
+        raise ValueError(f"unknown model {class_name!r}; choose from {sorted(models.__all__)}")
+    if not Path(checkpoint).is_file():
+        raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False).get("hyper_parameters", {})
+    for size in ("num_users", "num_items"):
+        if size in saved and saved[size] != getattr(datamodule, size):
+            raise ValueError(
+                f"checkpoint {checkpoint} was trained with {size}={saved[size]}, the data has "
+                f"{getattr(datamodule, size)}: it does not match this catalog"
+            )
+    parameters = inspect.signature(cls.__init__).parameters
+    linked = {name: getattr(datamodule, name) for name in LINKED if name in parameters}
+    if "item_popularity" in linked:
+        linked["item_popularity"] = linked["item_popularity"].tolist()
+    return cls.load_from_checkpoint(checkpoint, map_location="cpu", **linked)
+
+
+def build_datamodule(config: str | None) -> InteractionDataModule:
+    """The ``data`` section of a fit config (or a data-only config); the embedded default without one."""
+    if config is None:
+        from data_modules import MovieLens1MDataModule
+
+        return MovieLens1MDataModule()
+    path = Path(config)
+    if not path.is_file() and (Path(__file__).resolve().parent.parent / "configs" / config).is_file():
+        path = Path(__file__).resolve().parent.parent / "configs" / config
+    section = yaml.safe_load(path.read_text())
+    section = section.get("data", section)
+    if "class_path" not in section:
+        raise ValueError(f"{config}: expected a 'data' section with class_path and init_args")
+    return instantiate_class((), section)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--user", help="raw user id as in the dataset")
+    parser.add_argument("--request", help="free-text request")
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--category", help="only items of this category (genre)")
+    parser.add_argument("--data-config", help="YAML with the data section (default: the embedded dataset)")
+    parser.add_argument("--collaborative", help="checkpoint of a collaborative model")
+    parser.add_argument("--collaborative-model", default="NeuMF", help="its class in lightning_rec.models")
+    parser.add_argument("--generative", help="checkpoint of M6Rec or GPT4Rec")
+    parser.add_argument("--generative-model", default="M6Rec", choices=["M6Rec", "GPT4Rec"])
+    args = parser.parse_args(argv)
+    datamodule = build_datamodule(args.data_config)
+    collaborative = load_model(args.collaborative, args.collaborative_model, datamodule) if args.collaborative else None
+    generative = load_model(args.generative, args.generative_model, datamodule) if args.generative else None
+    hybrid = HybridRecommender(datamodule, collaborative, generative)
+    results = hybrid.recommend(args.user, args.request, args.k, args.category)
+    json.dump(results, sys.stdout, indent=1)
+    sys.stdout.write("\n")
+    return results
+
+
+if __name__ == "__main__":
+    main()
