@@ -64,6 +64,9 @@ class HybridRecommender:
                     f"the {role} model ranks {model.num_items} items but the data's catalog has {data.num_items}: "
                     "it was trained on another dataset or split"
                 )
+        for model in (collaborative, generative):
+            if model is not None:
+                model.eval()  # no dropout in answers
         self.data, self.collaborative, self.generative = data, collaborative, generative
         self.history_length = history_length
         self.user_index = {str(raw): index for index, raw in enumerate(data.user_ids)}
@@ -159,7 +162,7 @@ class HybridRecommender:
     def _collaborative(self, user: int, history: Tensor, k: int, exclude: set[int], allowed) -> list:
         model = self.collaborative
         with torch.no_grad():
-            scores = model.eval().score_all(torch.tensor([user]), history).float()[0]
+            scores = model.score_all(torch.tensor([user]), history).float()[0]
         scores[list(exclude)] = float("-inf")
         if allowed is not None:
             mask = torch.ones_like(scores, dtype=torch.bool)

@@ -159,7 +159,7 @@ class GPT4Rec(L.LightningModule):
         m = self.hparams.num_queries
         output = self.generator.generate(
             input_ids=input_ids, attention_mask=attention_mask, num_beams=m, num_return_sequences=m,
-            max_new_tokens=self.hparams.max_query_tokens, do_sample=False, early_stopping=True,
+            max_new_tokens=self.hparams.max_query_tokens, do_sample=False,
             pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id,
         )  # fmt: skip
         texts = self.tokenizer.batch_decode(output[:, input_ids.shape[1] :], skip_special_tokens=True)

@@ -195,8 +195,8 @@ class M6Rec(Recommender):
         items = torch.cat([positives.unsqueeze(1), batch["negative_items"]], dim=1)
         item_states = self.item_states(items)
         if self.hparams.generation_weight > 0:
-            # One pass serves both tasks: the state at the prompt's last token is the user, and the
-            # tokens after it are the target title.
+            # One pass serves both tasks: the prompt's states give the user vector (causal attention
+            # keeps the target title out of them) and the tokens after the prompt are the target.
             histories, targets = history.tolist(), positives.tolist()
             sequences = [self.prompts.ids(h, t) for h, t in zip(histories, targets)]
             spans = [len(self.prompts.title_ids[t]) + 1 for t in targets]
@@ -220,7 +220,8 @@ class M6Rec(Recommender):
     def generate_items(self, history: Tensor, k: int = 10, request: str | None = None) -> list[list[int]]:
         """Up to ``k`` catalog items per user, in beam order, by constrained generation of the next
         item's title; items in the history and repeated titles are removed. ``request`` (free text)
-        is added to the prompt as ``The user asks for: <request>.``"""
+        is added to the prompt as ``The user asks for: <request>.`` (training prompts have no request:
+        the generator conditions on it only as far as the backbone's pretraining lets it)."""
         histories = history.tolist()
         middle = f" The user asks for: {request.strip()}." if request else ""
         prompts = [self.prompts.ids(h, middle=middle) for h in histories]
