@@ -93,11 +93,11 @@ def main() -> None:
     model.eval()
 
     # BM25 k1/b: grid on validation users with m = 5 queries.
-    validation = list(user_batches(dm.val_dataloader(), args.val_users))
-    for batch in validation:
-        model.validation_step(batch, 0)
-    grid = model.bm25_grid_search(model._validation)
-    model._validation.clear()
+    validation = [
+        (model.generate_queries(batch["history"]), model.known_items(batch), batch["target_item"])
+        for batch in user_batches(dm.val_dataloader(), args.val_users)
+    ]
+    grid = model.bm25_grid_search(validation)
     grid_k = max(TOP_K)
     best = max(grid, key=lambda row: row[f"Recall@{grid_k}"])
     k1, b = best["k1"], best["b"]
