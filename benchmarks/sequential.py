@@ -73,7 +73,8 @@ def run(name: str, args) -> dict:
     dm = build_datamodule(args, sequences=name in SEQUENCE_MODELS)
     model = build_model(name, dm, args)
     max_epochs = 1 if name == "ItemPop" else args.max_epochs
-    timer = Timer()
+    # With a budget the Timer also stops training (as Trainer(max_time=...) would).
+    timer = Timer(duration={"minutes": args.max_minutes} if args.max_minutes else None)
     checkpoint = ModelCheckpoint(dirpath=args.checkpoint_dir, monitor="val/full/NDCG@10", mode="max", filename=name)
     stopper = EarlyStopping(monitor="val/full/NDCG@10", mode="max", patience=args.patience)
     trainer = L.Trainer(max_epochs=max_epochs, logger=False, enable_progress_bar=False, enable_model_summary=False,
@@ -89,6 +90,7 @@ def run(name: str, args) -> dict:
     row.update(
         seconds_per_epoch=round(timer.time_elapsed("train") / max(1, epochs), 2),
         epochs=epochs, best_epoch=best_epoch,
+        stopped_by_time_budget=bool(args.max_minutes) and timer.time_remaining() <= 0,
         seed=args.seed, split="leave-one-out by position" if args.dataset == "beauty" else "leave-one-out by time",
         backbone="all-MiniLM-L6-v2 (pretrained)" if name == "ContentRec" else "none", max_length=args.max_length,
     )  # fmt: skip
@@ -103,6 +105,7 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=100)
     parser.add_argument("--patience", type=int, default=5, help="epochs without a better val NDCG@10")
     parser.add_argument("--max-length", type=int, default=50, help="sequence length (history items)")
+    parser.add_argument("--max-minutes", type=float, default=None, help="training time budget per model")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--checkpoint-dir", default=".cache/sequential_checkpoints")
     args = parser.parse_args()
