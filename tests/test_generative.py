@@ -84,6 +84,9 @@ def test_genre_pair_features_are_the_documented_ones():
     assert log_popularity.tolist() == pytest.approx(torch.log1p(torch.tensor([0.0, 3.0, 7.0])).tolist())
     probability = model.click_probability(torch.tensor([0]), torch.tensor([[0, 1, 2]]), history)
     assert torch.allclose(probability, torch.sigmoid(model.click_head(features).squeeze(-1)))
+    with torch.no_grad():  # the all-items shortcut gives the same logits as the feature rows
+        assert torch.allclose(model.score_all(torch.tensor([0]), history), model.score(torch.tensor([0]),
+                              torch.tensor([[0, 1, 2]]), history), atol=1e-5)  # fmt: skip
 
 
 def test_genre_multi_task_learns_planted_genres_and_ratings():

@@ -128,6 +128,21 @@ class GENRE(Recommender):
         """Click logits ``theta^T f(x) + b``."""
         return self.click_head(self.pair_features(users, items, require_history(history, self))).squeeze(-1)
 
+    def score_all(self, users: Tensor, history: Tensor | None = None) -> Tensor:
+        """The click logits of every item at once: ``theta^T f(x)`` is linear in each block of ``f(x)``,
+        so each block is one ``[B, F] @ [F, num_items]`` product instead of ``B x num_items`` feature rows."""
+        user_text, user_categories = self.user_profile(require_history(history, self))
+        theta = self.click_head.weight[0]
+        factor = self.hparams.factor
+        text_weight, id_weight, (cosine_w, category_w, popularity_w) = theta[:factor], theta[factor:-3], theta[-3:]
+        item_text = self.item_text_vectors
+        scores = (self.text_projection(user_text) * text_weight) @ self.text_projection(item_text).T
+        scores = scores + (self.user_embedding(users) * id_weight) @ self.item_embedding.weight.T
+        scores = scores + cosine_w * F.normalize(user_text, dim=-1) @ F.normalize(item_text, dim=-1).T
+        categories = self.item_category_multi_hot
+        scores = scores + category_w * user_categories @ (categories / categories.sum(-1, keepdim=True).clamp(min=1)).T
+        return scores + popularity_w * self.item_log_popularity + self.click_head.bias
+
     def click_probability(self, users: Tensor, items: Tensor, history: Tensor) -> Tensor:
         """``p(y = 1 | x) = sigmoid(theta^T f(x) + b)``."""
         return torch.sigmoid(self.score(users, items, history))
