@@ -38,7 +38,11 @@ def build_datamodule(args, batch_size: int):
 
 
 def genre(dm, multi_task: bool, has_ratings: bool) -> GENRE:
-    weights = {"rating_weight": 0.5 if multi_task and has_ratings else 0.0, "category_weight": 0.5 * multi_task}
+    has_categories = any(dm.item_categories)
+    weights = {
+        "rating_weight": 0.5 * (multi_task and has_ratings),
+        "category_weight": 0.5 * (multi_task and has_categories),
+    }
     return GENRE(dm.num_users, dm.num_items, dm.item_texts, dm.item_categories, dm.item_popularity.tolist(),
                  backbone=minilm_path(), pretrained=True, max_length=32, factor=32, learning_rate=3e-3,
                  **weights)  # fmt: skip
@@ -62,7 +66,12 @@ def main() -> None:
             dm = build_datamodule(args, batch_size=256)
             has_ratings = dm.data.train_ratings is not None
             model = genre(dm, multi_task=name == "GENRE-multi", has_ratings=has_ratings)
-            tasks = "click" + (" + rating + category" if has_ratings else " + category") * (name == "GENRE-multi")
+            tasks = " + ".join(
+                t for t in ("click", "rating", "category") if t == "click" or model.hparams[f"{t}_weight"]
+            )
+            if name == "GENRE-multi" and tasks == "click":
+                print(f"{args.dataset} has neither ratings nor categories: GENRE-multi would repeat GENRE-single")
+                continue
             run = fit_and_test(model, dm, args.epochs)
             extra = {"epochs": args.epochs, "tasks": tasks, "backbone": "all-MiniLM-L6-v2 (pretrained, frozen)"}
         elif name == "M6Rec":
