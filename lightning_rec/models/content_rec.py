@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from lightning_rec.models.base import Recommender, require_history
 from lightning_rec.nn.losses import RecommendationLoss
-from lightning_rec.nn.text_encoder import ItemTextEncoder, Pooling
+from lightning_rec.nn.text_encoder import Pooling, frozen_text_vectors
 from lightning_rec.nn.towers import dot_scores, history_mean
 
 
@@ -62,10 +62,9 @@ class ContentRec(Recommender):
         self.save_hyperparameters()
         if item_texts is not None and len(item_texts) != num_items:
             raise ValueError(f"got {len(item_texts)} item texts for {num_items} items")
-        encoder = ItemTextEncoder(item_texts or [], backbone, pretrained, pooling, max_length, freeze=True)
-        # The frozen encoder runs once; only its output is kept (and rebuilt from the texts on load).
-        self.register_buffer("item_text_vectors", encoder.compute_cache(), persistent=False)
-        self.projection = nn.Linear(encoder.hidden_size, factor)
+        vectors = frozen_text_vectors(item_texts or [], backbone, pretrained, pooling, max_length)
+        self.register_buffer("item_text_vectors", vectors, persistent=False)
+        self.projection = nn.Linear(vectors.shape[1], factor)
         self.item_bias = nn.Parameter(torch.zeros(num_items))
 
     def item_vectors(self) -> Tensor:

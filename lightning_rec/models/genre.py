@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from lightning_rec.models.base import Batch, Recommender, normal_embedding, require_history
 from lightning_rec.nn.losses import recommendation_loss
-from lightning_rec.nn.text_encoder import ItemTextEncoder, Pooling
+from lightning_rec.nn.text_encoder import Pooling, frozen_text_vectors
 from lightning_rec.nn.towers import history_mean
 
 #: Columns of f(x) after the learned text and ID interactions: cosine of the text vectors, the
@@ -87,9 +87,8 @@ class GENRE(Recommender):
                 raise ValueError(f"GENRE needs {name} for all {num_items} items (link data.{name} to the model)")
         if min(click_weight, rating_weight, category_weight) < 0 or click_weight + rating_weight + category_weight == 0:
             raise ValueError("task weights must be >= 0 and not all 0")
-        encoder = ItemTextEncoder(item_texts, backbone, pretrained, pooling, max_length, freeze=True)
-        # The frozen encoder runs once; only its output is kept (rebuilt from the texts on load).
-        self.register_buffer("item_text_vectors", encoder.compute_cache(), persistent=False)
+        vectors = frozen_text_vectors(item_texts, backbone, pretrained, pooling, max_length)
+        self.register_buffer("item_text_vectors", vectors, persistent=False)
         self.category_names = sorted({c for categories in item_categories for c in categories})
         index = {name: j for j, name in enumerate(self.category_names)}
         multi_hot = torch.zeros(num_items, max(1, len(self.category_names)))
@@ -99,7 +98,7 @@ class GENRE(Recommender):
         popularity = torch.as_tensor(item_popularity if item_popularity is not None else [0] * num_items)
         self.register_buffer("item_log_popularity", torch.log1p(popularity.float()), persistent=False)
 
-        self.text_projection = nn.Linear(encoder.hidden_size, factor)
+        self.text_projection = nn.Linear(vectors.shape[1], factor)
         self.user_embedding = normal_embedding(num_users, factor)
         self.item_embedding = normal_embedding(num_items, factor)
         feature_size = 2 * factor + NUM_SCALAR_FEATURES

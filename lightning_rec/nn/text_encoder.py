@@ -191,3 +191,11 @@ class ItemTextEncoder(nn.Module):
             digest.update(name.encode())
             digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
         return digest.hexdigest()[:32]
+
+
+def frozen_text_vectors(
+    texts: Sequence[str], backbone: str, pretrained: bool, pooling: Pooling, max_length: int
+) -> Tensor:
+    """One pooled vector per text from a frozen encoder, ``[len(texts), hidden]``. The encoder runs
+    once and is dropped: models keep only these vectors (and rebuild them from the texts on load)."""
+    return ItemTextEncoder(texts, backbone, pretrained, pooling, max_length, freeze=True).compute_cache()
