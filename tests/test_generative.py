@@ -61,7 +61,7 @@ def test_m6rec_learns_the_users_color(color_shops):
 
 
 def test_m6rec_needs_titles_and_history(ml1m):
-    with pytest.raises(ValueError, match="one title per item"):
+    with pytest.raises(ValueError, match="got 2 item titles for 3 items"):
         M6Rec(4, 3, ["a", "b"], backbone="tiny-gpt2", pretrained=False)
     with pytest.raises(ValueError, match="history_length"):
         tiny_m6rec().score_all(torch.tensor([0]))

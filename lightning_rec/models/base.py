@@ -155,6 +155,17 @@ def require_sequences(batch: Batch, model: Recommender) -> Tensor:
     return batch["sequence_items"]
 
 
+def check_per_item(values: Sequence | None, num_items: int, name: str, required: bool = False) -> None:
+    """A linked per-item list (``item_texts``, ``item_titles``, ...) must have one entry per item;
+    ``required`` also rejects a missing one."""
+    if values is None and not required:
+        return
+    count = 0 if values is None else len(values)
+    if count != num_items:
+        label = name.replace("_", " ")
+        raise ValueError(f"got {count} {label} for {num_items} items (link data.{name} to the model)")
+
+
 def normal_embedding(count: int, dim: int, std: float = 0.01) -> nn.Embedding:
     """An embedding table initialised from N(0, std^2), as NCF does."""
     embedding = nn.Embedding(count, dim)

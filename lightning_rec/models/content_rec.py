@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from lightning_rec.models.base import Recommender, require_history
+from lightning_rec.models.base import Recommender, check_per_item, require_history
 from lightning_rec.nn.losses import RecommendationLoss
 from lightning_rec.nn.text_encoder import Pooling, frozen_text_vectors
 from lightning_rec.nn.towers import dot_scores, history_mean
@@ -60,8 +60,7 @@ class ContentRec(Recommender):
     ) -> None:
         super().__init__(num_users, num_items, loss, learning_rate, weight_decay, top_k, predict_top_k)
         self.save_hyperparameters()
-        if item_texts is not None and len(item_texts) != num_items:
-            raise ValueError(f"got {len(item_texts)} item texts for {num_items} items")
+        check_per_item(item_texts, num_items, "item_texts")
         vectors = frozen_text_vectors(item_texts or [], backbone, pretrained, pooling, max_length)
         self.register_buffer("item_text_vectors", vectors, persistent=False)
         self.projection = nn.Linear(vectors.shape[1], factor)

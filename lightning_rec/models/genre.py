@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_rec.models.base import Batch, Recommender, normal_embedding, require_history
+from lightning_rec.models.base import Batch, Recommender, check_per_item, normal_embedding, require_history
 from lightning_rec.nn.losses import recommendation_loss
 from lightning_rec.nn.text_encoder import Pooling, frozen_text_vectors
 from lightning_rec.nn.towers import history_mean
@@ -82,9 +82,8 @@ class GENRE(Recommender):
     ) -> None:
         super().__init__(num_users, num_items, "bce", learning_rate, weight_decay, top_k, predict_top_k)
         self.save_hyperparameters(ignore=["item_texts", "item_categories", "item_popularity"])
-        for name, values in [("item_texts", item_texts), ("item_categories", item_categories)]:
-            if values is None or len(values) != num_items:
-                raise ValueError(f"GENRE needs {name} for all {num_items} items (link data.{name} to the model)")
+        check_per_item(item_texts, num_items, "item_texts", required=True)
+        check_per_item(item_categories, num_items, "item_categories", required=True)
         if min(click_weight, rating_weight, category_weight) < 0 or click_weight + rating_weight + category_weight == 0:
             raise ValueError("task weights must be >= 0 and not all 0")
         vectors = frozen_text_vectors(item_texts, backbone, pretrained, pooling, max_length)

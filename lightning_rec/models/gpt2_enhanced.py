@@ -16,7 +16,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
-from lightning_rec.models.base import Batch, Recommender, normal_embedding
+from lightning_rec.models.base import Batch, Recommender, check_per_item, normal_embedding
 from lightning_rec.models.mlp import tower_dims
 from lightning_rec.nn.fusion import CrossAttentionFusion
 from lightning_rec.nn.losses import RecommendationLoss, info_nce, recommendation_loss
@@ -107,8 +107,7 @@ class GPT2RecommenderEnhanced(Recommender):
     ) -> None:
         super().__init__(num_users, num_items, loss, learning_rate, weight_decay, top_k, predict_top_k)
         self.save_hyperparameters()
-        if item_texts is not None and len(item_texts) != num_items:
-            raise ValueError(f"got {len(item_texts)} item texts for {num_items} items")
+        check_per_item(item_texts, num_items, "item_texts")
         self.text_encoder = ItemTextEncoder(
             item_texts or [], backbone, pretrained, pooling, max_length, freeze=freeze_backbone,
             use_peft=use_peft, lora_rank=lora_rank, lora_alpha=lora_alpha, lora_target_modules=lora_target_modules,

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_rec.models.base import Batch, Recommender, require_history
+from lightning_rec.models.base import Batch, Recommender, check_per_item, require_history
 from lightning_rec.nn.causal_lm import (
     PeftMethod,
     TitlePrompts,
@@ -124,11 +124,8 @@ class M6Rec(Recommender):
     ) -> None:
         super().__init__(num_users, num_items, "softmax", learning_rate, weight_decay, top_k, predict_top_k)
         self.save_hyperparameters(ignore=["item_titles", "item_texts"])
-        if not item_titles or len(item_titles) != num_items:
-            raise ValueError(
-                f"M6Rec needs one title per item: got {len(item_titles or [])} for {num_items} items "
-                "(link data.item_titles to the model)"
-            )
+        check_per_item(item_titles, num_items, "item_titles", required=True)
+        check_per_item(item_texts, num_items, "item_texts")
         self.item_titles = list(item_titles)
         self.tokenizer = load_tokenizer(backbone)
         self.lm = load_causal_lm(backbone, pretrained, peft, lora_rank, num_virtual_tokens=num_virtual_tokens)
@@ -136,8 +133,6 @@ class M6Rec(Recommender):
         self.prompts = TitlePrompts(self.tokenizer, self.item_titles, PROMPT_START, PROMPT_END, max_history,
                                     max_title_tokens, context_length(self.lm) - reserve)  # fmt: skip
         texts = list(item_texts) if item_texts is not None else self.item_titles
-        if len(texts) != num_items:
-            raise ValueError(f"got {len(texts)} item texts for {num_items} items")
         encoded = self.tokenizer([t.strip() or self.tokenizer.eos_token for t in texts])["input_ids"]
         self.item_text_ids = [ids[:max_item_tokens] for ids in encoded]
         # Linear heads give user and item their own view of the one shared LM.
