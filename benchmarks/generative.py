@@ -24,7 +24,7 @@ import lightning as L
 
 from benchmarks.common import RESULTS_DIR, fit_and_test, markdown_table, result_rows
 from benchmarks.gpt2_movielens import minilm_path
-from data_modules import AmazonDataModule, MovieLens100KDataModule
+from lightning_rec.data_modules import AmazonDataModule, MovieLens100KDataModule
 from lightning_rec.models import GENRE, M6Rec
 
 

@@ -27,7 +27,7 @@ import torch
 
 from benchmarks.common import RESULTS_DIR, fit_and_test, markdown_table, result_rows
 from benchmarks.ncf_movielens import build_datamodule
-from callbacks import MetadataCacheCallback
+from lightning_rec.callbacks import MetadataCacheCallback
 from lightning_rec.models import GPT2Recommender, GPT2RecommenderEnhanced, NeuMF
 
 

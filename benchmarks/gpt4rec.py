@@ -24,7 +24,7 @@ import lightning as L
 import torch
 
 from benchmarks.common import RESULTS_DIR, markdown_table
-from data_modules import AmazonDataModule, MovieLens100KDataModule
+from lightning_rec.data_modules import AmazonDataModule, MovieLens100KDataModule
 from lightning_rec.metrics import BeyondAccuracyMetrics, RankingMetrics
 from lightning_rec.models import GPT4Rec
 from lightning_rec.retrieval import fill_from, title_index

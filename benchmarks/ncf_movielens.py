@@ -25,7 +25,7 @@ import torch
 from lightning.pytorch.callbacks import Timer
 
 from benchmarks.common import RESULTS_DIR, fit_and_test, result_rows, write_results
-from data_modules import MovieLens1MDataModule, MovieLens100KDataModule
+from lightning_rec.data_modules import MovieLens1MDataModule, MovieLens100KDataModule
 from lightning_rec.models import GMF, MFBPR, MLP, ItemPop, NeuMF
 from lightning_rec.nn.losses import recommendation_loss
 

@@ -25,7 +25,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, Timer
 
 from benchmarks.common import RESULTS_DIR, markdown_table
 from benchmarks.gpt2_movielens import minilm_path
-from data_modules import AmazonDataModule, MovieLens100KDataModule
+from lightning_rec.data_modules import AmazonDataModule, MovieLens100KDataModule
 from lightning_rec.models import FMBPR, BERT4Rec, ContentRec, ItemPop, SASRec, YouTubeDNN
 
 TOP_K = (10, 20, 40)

@@ -1,7 +1,7 @@
 """Lightning data modules, one file per dataset family."""
 
-from data_modules.amazon import AmazonDataModule
-from data_modules.movielens_1m import MovieLens1MDataModule
-from data_modules.movielens_100k import MovieLens100KDataModule
+from lightning_rec.data_modules.amazon import AmazonDataModule
+from lightning_rec.data_modules.movielens_1m import MovieLens1MDataModule
+from lightning_rec.data_modules.movielens_100k import MovieLens100KDataModule
 
 __all__ = ["AmazonDataModule", "MovieLens100KDataModule", "MovieLens1MDataModule"]

@@ -13,7 +13,7 @@ TextMode = Literal["cached", "dynamic"]
 class SupportsTextCache(Protocol):
     """A module whose item text vectors come from a cache or from a live, trainable encoder.
 
-    ``callbacks.MetadataCacheCallback`` needs exactly this:
+    ``lightning_rec.callbacks.MetadataCacheCallback`` needs exactly this:
 
     - ``text_mode``: ``"cached"`` (train on cached item text states; the encoder is not run) or
       ``"dynamic"`` (run the encoder in every training step so its trainable weights learn).

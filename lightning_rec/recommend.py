@@ -44,7 +44,7 @@ class HybridRecommender:
         history_length: latest items given to models that read histories.
 
     Example:
-        >>> from data_modules import MovieLens1MDataModule
+        >>> from lightning_rec.data_modules import MovieLens1MDataModule
         >>> hybrid = HybridRecommender(MovieLens1MDataModule())
         >>> [(r["title"], r["reason"]) for r in hybrid.recommend(request="a crypt scream", k=1)]
         [('Return Crypt Scream (1953)', 'BM25 match for the request')]
@@ -205,7 +205,7 @@ def load_model(checkpoint: str, class_name: str, datamodule: InteractionDataModu
 def build_datamodule(config: str | None) -> InteractionDataModule:
     """The ``data`` section of a fit config (or a data-only config); the embedded default without one."""
     if config is None:
-        from data_modules import MovieLens1MDataModule
+        from lightning_rec.data_modules import MovieLens1MDataModule
 
         return MovieLens1MDataModule()
     path = Path(config)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from data_modules import AmazonDataModule, MovieLens1MDataModule, MovieLens100KDataModule
+from lightning_rec.data_modules import AmazonDataModule, MovieLens1MDataModule, MovieLens100KDataModule
 
 
 @pytest.fixture(scope="session")

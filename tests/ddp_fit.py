@@ -10,8 +10,8 @@ import json
 import lightning as L
 import torch
 
-from callbacks import MetadataCacheCallback
-from data_modules import MovieLens1MDataModule
+from lightning_rec.callbacks import MetadataCacheCallback
+from lightning_rec.data_modules import MovieLens1MDataModule
 from lightning_rec.models import GPT2RecommenderEnhanced
 
 

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from cli import CONFIG_DIR, RecommenderCLI, main, resolve_config_paths
+from lightning_rec.cli import CONFIG_DIR, RecommenderCLI, main, resolve_config_paths
 from lightning_rec.models import Recommender
 
 CONFIGS = sorted(p.name for p in CONFIG_DIR.glob("*.yaml"))
@@ -43,8 +43,9 @@ def test_fit_then_predict_writes_unseen_top_k_with_titles(tmp_path, monkeypatch)
     cli = main(["fit", "--config", "neumf.yaml", *overrides])
     checkpoint = cli.trainer.checkpoint_callback.best_model_path
     assert Path(checkpoint).is_file()
+    writer = "lightning_rec.callbacks.TopKPredictionWriter"
     main(["predict", "--config", "neumf.yaml", "--ckpt_path", checkpoint, *overrides,
-          "--trainer.callbacks+=callbacks.TopKPredictionWriter", f"--trainer.callbacks.output_path={out}"])  # fmt: skip
+          f"--trainer.callbacks+={writer}", f"--trainer.callbacks.output_path={out}"])  # fmt: skip
     rows = list(csv.DictReader(open(out)))
     dm = cli.datamodule
     assert len(rows) == dm.num_users * 10

@@ -8,7 +8,7 @@ import lightning as L
 import pytest
 import torch
 
-from data_modules import MovieLens1MDataModule
+from lightning_rec.data_modules import MovieLens1MDataModule
 from lightning_rec.models import GPT2RecommenderEnhanced
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,7 +4,7 @@ import lightning as L
 import pytest
 import torch
 
-from data_modules import AmazonDataModule, MovieLens1MDataModule
+from lightning_rec.data_modules import AmazonDataModule, MovieLens1MDataModule
 from lightning_rec.models import GENRE, M6Rec
 
 TITLES = ["Lip Balm", "Lip Gloss", "Hair Oil", "Eye Cream", "Lip Balm"]  # one title twice

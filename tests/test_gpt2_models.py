@@ -6,8 +6,8 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel
 
-from callbacks import TopKPredictionWriter
-from data_modules import MovieLens1MDataModule
+from lightning_rec.callbacks import TopKPredictionWriter
+from lightning_rec.data_modules import MovieLens1MDataModule
 from lightning_rec.models import GPT2Recommender, GPT2RecommenderEnhanced
 from lightning_rec.nn.text_encoder import resolve_backbone
 

@@ -3,7 +3,7 @@
 import lightning as L
 import torch
 
-from data_modules import AmazonDataModule
+from lightning_rec.data_modules import AmazonDataModule
 from lightning_rec.models import GPT4Rec
 from lightning_rec.retrieval import TitleIndex, fill_from, rank_merge
 

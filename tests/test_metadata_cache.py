@@ -6,8 +6,8 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch import Tensor, nn
 
-from callbacks import MetadataCacheCallback
-from data_modules import MovieLens1MDataModule
+from lightning_rec.callbacks import MetadataCacheCallback
+from lightning_rec.data_modules import MovieLens1MDataModule
 from lightning_rec.models import GMF, GPT2RecommenderEnhanced
 
 

@@ -1,7 +1,7 @@
 import torch
 
-from data_modules import MovieLens1MDataModule
 from lightning_rec.data.negatives import InteractionSet, sample_distinct_negatives, sample_negatives
+from lightning_rec.data_modules import MovieLens1MDataModule
 
 
 def test_training_negatives_avoid_positives_and_follow_the_seed(ml1m):

@@ -6,7 +6,7 @@ import lightning as L
 import pytest
 import torch
 
-from data_modules import AmazonDataModule
+from lightning_rec.data_modules import AmazonDataModule
 from lightning_rec.models import FMBPR, BERT4Rec, ContentRec, SASRec, YouTubeDNN
 
 

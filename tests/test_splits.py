@@ -4,10 +4,10 @@ import pandas as pd
 import pytest
 import torch
 
-from data_modules import AmazonDataModule
 from lightning_rec.data.interactions import encode
 from lightning_rec.data.splits import deduplicate, drop_short_users, keep_latest, leave_one_out
 from lightning_rec.data.tables import DataFormatError
+from lightning_rec.data_modules import AmazonDataModule
 
 
 def frame(rows):

@@ -37,7 +37,7 @@ class GPT2RecommenderEnhanced(Recommender):
 
     Text vectors come from a cache of pooled backbone states (``text_mode="cached"``: the backbone does
     not run during training) or from the backbone in every step (``"dynamic"``: LoRA adapters or
-    unfrozen weights learn). :class:`callbacks.MetadataCacheCallback` starts cached and switches mid-fit;
+    unfrozen weights learn). :class:`lightning_rec.callbacks.MetadataCacheCallback` starts cached and switches mid-fit;
     without it the model stays in the mode ``use_cache`` selects. The adapters are in the optimizer from
     the start and get no gradient while cached, so the switch needs no optimizer surgery.
 

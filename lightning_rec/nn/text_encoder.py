@@ -3,7 +3,7 @@
 Item texts are tokenized once (HF ``datasets``, batched ``map``) when the encoder is built; the
 encoder then turns item indices into vectors, either dynamically through the backbone (with
 gradients into LoRA or unfrozen weights) or from a cache of pooled backbone states (one row per item,
-computed under ``no_grad``), which :class:`callbacks.MetadataCacheCallback` persists on disk.
+computed under ``no_grad``), which :class:`lightning_rec.callbacks.MetadataCacheCallback` persists on disk.
 """
 
 from __future__ import annotations

@@ -1,0 +1,86 @@
+"""The lightning-rec command line: ``python cli.py fit --config neumf.yaml`` (or ``lightning-rec fit ...``).
+
+A plain ``LightningCLI``: any model and data module by ``class_path``; the model's sizes are linked
+from the data module so they are never typed twice. ``--config NAME.yaml`` also finds files in
+``configs/``. After ``fit`` the best checkpoint (or the final weights) is tested.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from lightning.pytorch.cli import LightningCLI
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class RecommenderCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments("data.num_users", "model.init_args.num_users", apply_on="instantiate")
+        parser.link_arguments("data.num_items", "model.init_args.num_items", apply_on="instantiate")
+        # Only models with an ``item_texts`` argument receive it; the others are left as they are.
+        parser.link_arguments("data.item_texts", "model.init_args.item_texts", apply_on="instantiate")
+        parser.link_arguments("data.item_categories", "model.init_args.item_categories", apply_on="instantiate")
+        parser.link_arguments("data.item_titles", "model.init_args.item_titles", apply_on="instantiate")
+        parser.link_arguments(
+            "data.item_popularity", "model.init_args.item_popularity", compute_fn=lambda counts: counts.tolist(),
+            apply_on="instantiate",
+        )  # fmt: skip
+
+    def _parse_ckpt_path(self) -> None:
+        # The config defines the model (with sizes and item data linked from the data module); the
+        # checkpoint only brings weights. Lightning's merge of checkpoint hparams into the config
+        # cannot handle linked arguments, so it is skipped (a size mismatch still fails on load).
+        return
+
+    def after_fit(self) -> None:
+        if self.trainer.fast_dev_run:
+            return
+        checkpoint = self.trainer.checkpoint_callback
+        best = checkpoint.best_model_path if checkpoint is not None else ""
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
+
+
+def resolve_config_paths(argv: list[str]) -> list[str]:
+    """Maps ``--config X.yaml`` to ``configs/X.yaml`` when ``X.yaml`` is not an existing path."""
+    resolved = list(argv)
+    for i, arg in enumerate(resolved):
+        flag, eq, value = arg.partition("=")
+        if flag in ("--config", "-c") and not eq and i + 1 < len(resolved):
+            i, value = i + 1, resolved[i + 1]
+        elif not (flag == "--config" and eq):
+            continue
+        if not Path(value).exists() and (CONFIG_DIR / value).exists():
+            resolved[i] = str(CONFIG_DIR / value) if not eq else f"--config={CONFIG_DIR / value}"
+    return resolved
+
+
+def show_library_logs(level: int = logging.INFO) -> None:
+    """Our INFO lines (dropped counts, cache paths, splits) reach the terminal, like Lightning's own."""
+    logger = logging.getLogger("lightning_rec")
+    logger.setLevel(level)
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+
+
+def main(args: list[str] | None = None) -> RecommenderCLI:
+    show_library_logs()
+    if args is None:
+        # Rewritten in place rather than passed as ``args``, which LightningCLI reserves for calls from Python.
+        sys.argv[1:] = resolve_config_paths(sys.argv[1:])
+    else:
+        args = resolve_config_paths(args)
+    # load_from_checkpoint_support=False: checkpoints keep what each model's __init__ received, not the
+    # linked data (item titles, popularity, ...) that models without those arguments never took.
+    return RecommenderCLI(
+        subclass_mode_model=True, subclass_mode_data=True, save_config_kwargs={"overwrite": True}, args=args,
+        load_from_checkpoint_support=False,
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
