@@ -6,36 +6,46 @@ any LightningModule implementing those four members gets the same behaviour.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import os
-import tempfile
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from lightning_rec.protocols import SupportsTextCache
 
 log = logging.getLogger(__name__)
 
+TEMPORARY_SUFFIX = ".tmp"
+#: A temporary cache file older than this was left by a killed write (writing takes seconds).
+STALE_TEMPORARY_SECONDS = 600
+
 
 class MetadataCacheCallback(Callback):
     """Cached text embeddings until ``switch_at_epoch`` / ``switch_at_step``, dynamic extraction after.
 
-    - At fit start the item text cache is loaded from ``cache_dir/<key>.pt`` when the key matches
-      (the key hashes backbone identity and weights, adapters, pooling, max length and the texts), or
-      computed by rank 0 and written atomically (temporary file + rename) while the other ranks wait
-      at a barrier; every rank then reads the same file. A corrupt or mismatched file is rebuilt.
+    - At fit start the item text cache is loaded from ``cache_dir/<hash of key>.pt`` when the key
+      stored in the file matches (the key hashes backbone identity and weights, adapters, pooling, max
+      length and the texts), or computed by rank 0 and written atomically (temporary file + rename,
+      created with the process umask) while the other ranks wait at a barrier; every rank then reads
+      the same file. A corrupt file, or one with the wrong key or shape, is rebuilt; temporary files
+      left by a killed write are removed once they are ten minutes old.
     - At the switch the model turns to dynamic extraction, so its LoRA (or unfrozen) weights start
       to learn; they were in the optimizer all along with no gradient, hence untouched until then.
     - Its state (``switched``) is checkpointed: a run resumed after the switch stays dynamic, one
-      resumed before switches on time. It never toggles ``requires_grad``, so resuming cannot leave
-      adapters frozen (the failure mode of ``BaseFinetuning`` in Lightning issue #21901), and DDP keeps
-      syncing the adapters' gradients (use ``strategy="ddp_find_unused_parameters_true"``, since
-      adapters are unused before the switch).
+      resumed before switches on time. Every new fit starts before the switch (one callback can serve
+      a sweep of fits); a switch that ``max_epochs`` / ``max_steps`` make impossible is warned about.
+      It never toggles ``requires_grad``, so resuming cannot leave adapters frozen (the failure mode
+      of ``BaseFinetuning`` in Lightning issue #21901), and DDP keeps syncing the adapters' gradients
+      (use ``strategy="ddp_find_unused_parameters_true"``, since adapters are unused before the switch).
     - After fit, with ``save_tuned_cache``, the tuned model's cache is written too, for fast reuse.
 
     Args:
@@ -58,6 +68,9 @@ class MetadataCacheCallback(Callback):
     ) -> None:
         if switch_at_epoch is None and switch_at_step is None:
             raise ValueError("set switch_at_epoch or switch_at_step")
+        for name, value in (("switch_at_epoch", switch_at_epoch), ("switch_at_step", switch_at_step)):
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
         self.cache_dir = Path(cache_dir)
         self.switch_at_epoch, self.switch_at_step = switch_at_epoch, switch_at_step
         self.save_tuned_cache = save_tuned_cache
@@ -74,50 +87,95 @@ class MetadataCacheCallback(Callback):
         return pl_module
 
     # ------------------------------------------------------------------ cache files
-    def _read(self, path: Path, key: str) -> torch.Tensor | None:
+    def path_for(self, key: str) -> Path:
+        """The file of a cache key: its hash, so any key (long, with ``/``) is a valid file name."""
+        return self.cache_dir / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.pt"
+
+    def _use(self, path: Path, key: str, model: SupportsTextCache) -> bool:
+        """Hands the file's embeddings to the model when the file is readable and the model accepts them."""
         if not path.is_file():
-            return None
+            return False
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
             embeddings = payload["embeddings"]
             if payload["key"] != key or embeddings.dim() != 2 or not torch.isfinite(embeddings).all():
                 raise ValueError("key, shape or values do not match")
-            return embeddings
-        except Exception as err:  # any unreadable file is rebuilt, never used
+            model.set_text_cache(embeddings)  # the model rejects a shape it cannot use
+            return True
+        except Exception as err:  # any unusable file is rebuilt, never used
             log.warning("cache file %s is corrupt or mismatched (%s); rebuilding it", path, err)
-            return None
+            return False
 
     def _write(self, path: Path, key: str, embeddings: torch.Tensor) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(handle)
+        # torch.save creates the file with the process umask, so a team's shared cache stays readable.
+        temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}{TEMPORARY_SUFFIX}")
         torch.save({"key": key, "embeddings": embeddings.cpu()}, temporary)
         os.replace(temporary, path)  # atomic: readers see the old file or the whole new one
 
-    def load_or_build(self, trainer: L.Trainer, model: SupportsTextCache) -> torch.Tensor:
-        """The model's cache from disk when the key matches, else computed once (rank 0) and saved."""
+    @staticmethod
+    def _remove_stale_temporaries(folder: Path) -> None:
+        # A write killed between save and rename leaves its temporary file; none lives this long.
+        now = time.time()
+        for stale in folder.glob(f".*{TEMPORARY_SUFFIX}"):
+            with contextlib.suppress(OSError):  # another process may remove it first
+                if now - stale.stat().st_mtime > STALE_TEMPORARY_SECONDS:
+                    stale.unlink()
+                    log.info("removed a stale temporary cache file %s", stale)
+
+    def load_or_build(self, trainer: L.Trainer, model: SupportsTextCache) -> None:
+        """Gives the model its cache from disk when the key matches, else computes it once (rank 0) and saves it."""
         key = model.text_cache_key()
-        path = self.cache_dir / f"{key}.pt"
-        if trainer.is_global_zero and self._read(path, key) is None:
-            rank_zero_info(f"building item text cache {path}")
-            self._write(path, key, model.compute_text_cache())
+        path = self.path_for(key)
+        ready = False
+        if trainer.is_global_zero:
+            if self.cache_dir.is_dir():
+                self._remove_stale_temporaries(self.cache_dir)
+            ready = self._use(path, key, model)
+            if not ready:
+                rank_zero_info(f"building item text cache {path}")
+                embeddings = model.compute_text_cache()
+                self._write(path, key, embeddings)
+                model.set_text_cache(embeddings)
+                ready = True
         trainer.strategy.barrier("metadata_cache")
-        embeddings = self._read(path, key)
-        if embeddings is None:
-            raise RuntimeError(f"cache file {path} is unreadable after it was written")
+        if not ready and not self._use(path, key, model):
+            raise RuntimeError(f"cache file {path} is unusable after it was written")
         self.cache_path = path
-        return embeddings
 
     # ------------------------------------------------------------------ the switch
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # The switch belongs to one fit: a new fit starts before it, and only a checkpoint restore
+        # (which Lightning runs after ``setup``) says a run is already past it.
+        if stage == "fit":
+            self.switched, self.cache_path = False, None
+
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         model = self._model(pl_module)
         if self.switched:  # resumed after the switch: stay dynamic
             model.set_text_mode("dynamic")
             rank_zero_info("metadata cache: resumed after the switch, dynamic text extraction")
             return
-        model.set_text_cache(self.load_or_build(trainer, model))
+        self._warn_if_the_switch_cannot_happen(trainer)
+        self.load_or_build(trainer, model)
         model.set_text_mode("cached")
         rank_zero_info(f"metadata cache: training on cached item text embeddings ({self.cache_path})")
+
+    def _warn_if_the_switch_cannot_happen(self, trainer: L.Trainer) -> None:
+        max_epochs = trainer.max_epochs if trainer.max_epochs is not None and trainer.max_epochs >= 0 else None
+        max_steps = trainer.max_steps if trainer.max_steps >= 0 else None
+        by_epoch = self.switch_at_epoch is not None and (max_epochs is None or self.switch_at_epoch < max_epochs)
+        by_step = self.switch_at_step is not None and (max_steps is None or self.switch_at_step < max_steps)
+        if not (by_epoch or by_step):
+            limits = []
+            if self.switch_at_epoch is not None:
+                limits.append(f"switch_at_epoch={self.switch_at_epoch} >= max_epochs={max_epochs}")
+            if self.switch_at_step is not None:
+                limits.append(f"switch_at_step={self.switch_at_step} >= max_steps={max_steps}")
+            rank_zero_warn(
+                f"metadata cache: the switch to dynamic extraction can never happen ({'; '.join(limits)}): "
+                "this fit trains on cached text embeddings only"
+            )
 
     def _switch(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._model(pl_module).set_text_mode("dynamic")

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info
+
+log = logging.getLogger(__name__)
 
 
 class TopKPredictionWriter(BasePredictionWriter):
@@ -21,7 +24,9 @@ class TopKPredictionWriter(BasePredictionWriter):
     When the prediction also has ``history`` ``[B, H]`` and ``attention`` ``[B, K, H]`` (models with
     cross-attention), an ``explanation`` column names the history items that weighed most; with
     ``queries`` (one list of strings per user, as GPT4Rec returns) a ``queries`` column lists them.
-    Under several processes each rank writes ``<stem>.rank<N><suffix>``.
+    Under several processes each rank writes ``<stem>.rank<N><suffix>``. Slots marked ``-1`` (a user
+    with fewer than K items left to recommend) are skipped, so such a user gets fewer rows; their
+    number is logged.
 
     Args:
         output_path: ``.csv`` or ``.jsonl`` file to write.
@@ -33,6 +38,7 @@ class TopKPredictionWriter(BasePredictionWriter):
 
     def __init__(self, output_path: str = "predictions/top_k.csv") -> None:
         super().__init__(write_interval="epoch")
+        self.empty_slots = 0
         self.output_path = Path(output_path)
         if self.output_path.suffix not in (".csv", ".jsonl"):
             raise ValueError(f"output_path must end in .csv or .jsonl, got {output_path!r}")
@@ -44,6 +50,9 @@ class TopKPredictionWriter(BasePredictionWriter):
         for batch in predictions:
             for b, user in enumerate(batch["user"].tolist()):
                 for k, (item, score) in enumerate(zip(batch["items"][b].tolist(), batch["scores"][b].tolist())):
+                    if item < 0:  # an empty slot: the user has fewer allowed items than K
+                        self.empty_slots += 1
+                        continue
                     row = {"user_id": str(user_ids[user]), "rank": k + 1, "item_id": str(item_ids[item]),
                            "title": titles[item], "score": round(float(score), 6)}  # fmt: skip
                     if "attention" in batch:
@@ -65,7 +74,10 @@ class TopKPredictionWriter(BasePredictionWriter):
         if trainer.world_size > 1:
             path = path.with_name(f"{path.stem}.rank{trainer.global_rank}{path.suffix}")
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.empty_slots = 0
         rows = list(self._rows(trainer, predictions))
+        if self.empty_slots:
+            log.info("%d top-K slots left empty: their users have fewer than K new items", self.empty_slots)
         with open(path, "w", encoding="utf-8", newline="") as f:
             if path.suffix == ".jsonl":
                 f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)

@@ -23,7 +23,7 @@ class MovieLens100KDataModule(InteractionDataModule):
         (943, 1682)
     """
 
-    def __init__(self, data_dir: str, min_rating: int = 0, **kwargs) -> None:
+    def __init__(self, data_dir: str, min_rating: float = 0, **kwargs) -> None:
         super().__init__(**kwargs)
         self.data_dir = Path(data_dir)
         self.min_rating = min_rating

@@ -42,7 +42,7 @@ class MovieLens1MDataModule(InteractionDataModule):
         data_dir: str | None = None,
         ratings_file: str | None = None,
         download: bool = False,
-        min_rating: int = 0,
+        min_rating: float = 0,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)

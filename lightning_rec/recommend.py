@@ -188,14 +188,22 @@ def load_model(checkpoint: str, class_name: str, datamodule: InteractionDataModu
         raise ValueError(f"unknown model {class_name!r}; choose from {sorted(models.__all__)}")
     if not Path(checkpoint).is_file():
         raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=False).get("hyper_parameters", {})
+    payload = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    saved = payload.get("hyper_parameters", {})
+    parameters = inspect.signature(cls.__init__).parameters
+    # Checked before building anything: a model built from another class's arguments could try to
+    # download a backbone or silently load a fraction of the weights.
+    saved_class = payload.get("model_class")
+    foreign = sorted(name for name in saved if not name.startswith("_") and name not in parameters)
+    if (saved_class is not None and saved_class != class_name) or (saved_class is None and foreign):
+        what = saved_class or f"model with arguments {foreign} that {class_name} does not take"
+        raise ValueError(f"checkpoint {checkpoint} holds a {what}, not a {class_name}: name its model class")
     for size in ("num_users", "num_items"):
         if size in saved and saved[size] != getattr(datamodule, size):
             raise ValueError(
                 f"checkpoint {checkpoint} was trained with {size}={saved[size]}, the data has "
                 f"{getattr(datamodule, size)}: it does not match this catalog"
             )
-    parameters = inspect.signature(cls.__init__).parameters
     linked = {name: getattr(datamodule, name) for name in LINKED if name in parameters}
     if "item_popularity" in linked:
         linked["item_popularity"] = linked["item_popularity"].tolist()

@@ -1,4 +1,6 @@
 import csv
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,3 +59,28 @@ def test_fit_then_predict_writes_unseen_top_k_with_titles(tmp_path, monkeypatch)
     item_index = {raw: i for i, raw in enumerate(dm.item_table["item_id"])}
     known = set(zip(*(t.tolist() for t in dm.data.history("predict"))))
     assert not any((index[r["user_id"]], item_index[r["item_id"]]) in known for r in rows)
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_the_command_line_shows_our_lines_not_warnings_about_our_code(tmp_path):
+    command = [sys.executable, str(REPO / "cli.py"), "fit", "--config", "neumf.yaml", "--trainer.max_epochs", "1",
+               "--trainer.logger", "false"]  # fmt: skip
+    run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "INFO lightning_rec.data.datamodule: ml-1m: 400 users, 240 items" in run.stderr
+    for noise in ("args parameter is intended", "not writable", "smaller than the logging interval",
+                  "has `__len__` defined"):  # fmt: skip
+        assert noise not in run.stderr
+
+
+def test_a_users_own_callbacks_module_does_not_shadow_ours(tmp_path):
+    (tmp_path / "callbacks.py").write_text("MY_CALLBACKS = True\n")
+    (tmp_path / "data_modules").mkdir()
+    (tmp_path / "data_modules" / "__init__.py").write_text("")
+    script = ("from lightning_rec.callbacks import MetadataCacheCallback, TopKPredictionWriter\n"
+              "from lightning_rec.data_modules import MovieLens1MDataModule\n"
+              "import callbacks\nassert callbacks.MY_CALLBACKS\n")  # fmt: skip
+    run = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]

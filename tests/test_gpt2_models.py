@@ -8,7 +8,7 @@ from transformers import AutoConfig, AutoModel
 
 from lightning_rec.callbacks import TopKPredictionWriter
 from lightning_rec.data_modules import MovieLens1MDataModule
-from lightning_rec.models import GPT2Recommender, GPT2RecommenderEnhanced
+from lightning_rec.models import GPT2Recommender, GPT2RecommenderEnhanced, NeuMF
 from lightning_rec.nn.text_encoder import resolve_backbone
 
 
@@ -97,3 +97,14 @@ def test_basic_model_round_trip_and_predict_explanations(tmp_path):
     titles = set(dm.item_titles)
     explained = [r["explanation"] for r in rows if r["explanation"]]
     assert explained and all(part.rsplit(" (", 1)[0] in titles for part in explained[0].split("; "))
+
+
+def test_a_checkpoint_of_another_model_is_an_error_naming_the_keys(tmp_path):
+    dm = MovieLens1MDataModule(history_length=4)
+    neumf = NeuMF(dm.num_users, dm.num_items, factor=8)
+    t = trainer(max_steps=1, limit_val_batches=0)
+    t.fit(neumf, datamodule=dm)
+    t.save_checkpoint(tmp_path / "neumf.ckpt")
+    with pytest.raises(RuntimeError, match=r"Missing key\(s\) in state_dict") as error:
+        trainer().test(build(GPT2RecommenderEnhanced, dm), datamodule=dm, ckpt_path=str(tmp_path / "neumf.ckpt"))
+    assert "text_projection.weight" in str(error.value) and "Unexpected key(s)" in str(error.value)

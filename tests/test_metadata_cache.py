@@ -1,4 +1,7 @@
 import logging
+import os
+import stat
+import time
 
 import lightning as L
 import pytest
@@ -171,3 +174,69 @@ def test_a_module_without_the_protocol_is_rejected(dm, tmp_path):
         trainer(max_epochs=1, callbacks=[MetadataCacheCallback(str(tmp_path))]).fit(
             GMF(dm.num_users, dm.num_items, factor=4), datamodule=dm
         )
+
+
+def test_testing_an_older_checkpoint_uses_the_cache_of_its_weights(dm, tmp_path):
+    # Epoch 0 (before the switch) is tested after later epochs tuned the adapters: the cache in use
+    # must be the one of the epoch-0 weights, exactly as in a fresh process.
+    model = enhanced(dm)
+    checkpoints = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_top_k=-1, every_n_epochs=1)
+    fit_trainer = trainer(max_epochs=3, callbacks=[MetadataCacheCallback(str(tmp_path / "cache"), switch_at_epoch=1),
+                                                   checkpoints], enable_checkpointing=True)  # fmt: skip
+    fit_trainer.fit(model, datamodule=dm)
+    tuned_cache = model.text_encoder.compute_cache()
+    epoch_0 = str(next((tmp_path / "ckpt").glob("epoch=0*.ckpt")))
+    in_fit = fit_trainer.test(model, datamodule=dm, ckpt_path=epoch_0, verbose=False)[0]
+    fresh = GPT2RecommenderEnhanced.load_from_checkpoint(epoch_0)
+    alone = trainer().test(fresh, datamodule=dm, verbose=False)[0]
+    assert model.text_mode == "cached" and not torch.allclose(model.text_encoder.cache, tuned_cache)
+    assert torch.allclose(model.text_encoder.cache, fresh.text_encoder.cache)
+    assert in_fit == pytest.approx(alone)
+
+
+def test_one_callback_serves_a_sweep_of_fits(dm, tmp_path):
+    callback = MetadataCacheCallback(str(tmp_path), switch_at_epoch=1)
+    trainer(max_epochs=2, callbacks=[callback]).fit(enhanced(dm), datamodule=dm)
+    assert callback.switched
+    model, recorder = enhanced(dm), Recorder()
+    trainer(max_epochs=2, callbacks=[callback, recorder]).fit(model, datamodule=dm)
+    assert [mode for _, mode in recorder.modes] == ["cached"] * 3 + ["dynamic"] * 3
+
+
+def test_a_switch_that_cannot_happen_is_warned_about(dm, tmp_path):
+    with pytest.warns(UserWarning, match=r"can never happen \(switch_at_epoch=3 >= max_epochs=2\)"):
+        trainer(max_epochs=2, callbacks=[MetadataCacheCallback(str(tmp_path), switch_at_epoch=3)]).fit(
+            enhanced(dm), datamodule=dm
+        )
+    callback = MetadataCacheCallback(str(tmp_path), switch_at_epoch=None, switch_at_step=5)
+    with pytest.warns(UserWarning, match=r"switch_at_step=5 >= max_steps=4"):
+        trainer(max_steps=4, callbacks=[callback]).fit(enhanced(dm), datamodule=dm)
+
+
+def test_cache_files_hash_any_key_are_rebuilt_on_a_wrong_shape_and_follow_the_umask(dm, tmp_path, caplog):
+    model = enhanced(dm)
+    key = "backbone/with/slashes|" + "x" * 400  # too long for a file name, and with folders in it
+    model.text_cache_key = lambda: key
+    callback = MetadataCacheCallback(str(tmp_path / "cache"), switch_at_epoch=5)
+    stale = tmp_path / "cache" / ".left-by-a-killed-write.pt.0.tmp"
+    stale.parent.mkdir()
+    stale.write_bytes(b"partial")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    fresh_temporary = tmp_path / "cache" / ".being-written.pt.1.tmp"
+    fresh_temporary.write_bytes(b"partial")
+    trainer(max_epochs=1, callbacks=[callback]).fit(model, datamodule=dm)
+    files = sorted((tmp_path / "cache").glob("*.pt"))
+    assert files == [callback.cache_path] and len(files[0].name) == len("0" * 32 + ".pt")
+    assert torch.load(files[0], weights_only=True)["key"] == key
+    assert not stale.exists() and fresh_temporary.exists()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(files[0].stat().st_mode) == 0o666 & ~umask
+    good = torch.load(files[0], weights_only=True)["embeddings"]
+    torch.save({"key": key, "embeddings": torch.zeros(3, good.shape[1])}, files[0])  # right key, wrong shape
+    with caplog.at_level(logging.WARNING):
+        trainer(max_epochs=1, callbacks=[MetadataCacheCallback(str(tmp_path / "cache"), switch_at_epoch=5)]).fit(
+            model, datamodule=dm
+        )
+    assert "corrupt or mismatched" in caplog.text
+    assert torch.allclose(torch.load(files[0], weights_only=True)["embeddings"], good)

@@ -1,8 +1,14 @@
+import csv
+import logging
+
 import lightning as L
 import pytest
 import torch
 
-from lightning_rec.models import GMF, MFBPR, MLP, ItemPop, NeuMF
+from lightning_rec.callbacks import TopKPredictionWriter
+from lightning_rec.data_modules import MovieLens1MDataModule, MovieLens100KDataModule
+from lightning_rec.models import GMF, MFBPR, MLP, ItemPop, NeuMF, SASRec
+from tests.conftest import write_ml100k
 
 MODELS = {
     "GMF": lambda n, m: GMF(n, m, factor=8),
@@ -87,3 +93,61 @@ def test_checkpoint_round_trip_outside_the_cli(name, tmp_path, ml1m):
 def test_bad_sizes_are_rejected():
     with pytest.raises(ValueError, match="num_users and num_items must be positive"):
         GMF(0, 5)
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: NeuMF(5, 7, factor=0), "NeuMF: factor must be an integer >= 1, got 0"),
+        (lambda: MLP(5, 7, num_layers=0), "MLP: num_layers must be an integer >= 1"),
+        (lambda: SASRec(5, 7, dropout=1.5), r"SASRec: dropout must be in \[0, 1\)"),
+        (lambda: GMF(5, 7, learning_rate=-1e-3), "GMF: learning_rate must be > 0"),
+        (lambda: NeuMF(5, 7, top_k=[0, 10]), "top_k must be"),
+        (lambda: MovieLens1MDataModule(history_length=-3), "history_length must be an integer >= 0, got -3"),
+        (lambda: MovieLens1MDataModule(batch_size=0), "batch_size must be an integer >= 1"),
+    ],
+)
+def test_unusable_arguments_are_rejected_by_name(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+def test_a_model_built_for_other_data_fails_at_setup_naming_the_size(ml1m):
+    with pytest.raises(ValueError, match=r"NeuMF was built with num_users=5 but the data module has num_users=400"):
+        trainer(fast_dev_run=True).fit(NeuMF(5, ml1m.num_items, factor=4), datamodule=ml1m)
+
+
+def test_predict_never_returns_an_item_the_user_has(ml1m, tmp_path, caplog):
+    # K is the whole catalog: each user can get only the items they do not have.
+    model = MFBPR(ml1m.num_users, ml1m.num_items, factor=4, predict_top_k=ml1m.num_items)
+    out = tmp_path / "top.csv"
+    with caplog.at_level(logging.INFO):
+        trainer(callbacks=[TopKPredictionWriter(str(out))]).predict(model, datamodule=ml1m, return_predictions=False)
+    rows = list(csv.DictReader(open(out)))
+    users, items = ml1m.data.history("predict")
+    item_ids = ml1m.item_table["item_id"].tolist()
+    known = {(ml1m.user_ids[u], item_ids[i]) for u, i in zip(users.tolist(), items.tolist())}
+    assert not any((row["user_id"], row["item_id"]) in known for row in rows)
+    assert all(float(row["score"]) > float("-inf") for row in rows)
+    assert len(rows) == ml1m.num_users * ml1m.num_items - len(known)
+    assert f"{len(known)} top-K slots left empty" in caplog.text
+
+
+def test_users_whose_held_out_item_never_occurs_in_training_count_as_misses(tmp_path):
+    directory = write_ml100k(tmp_path / "ml-100k")  # users 1-12 on items 1-15
+    with open(directory / "u.data", "a") as f:  # user 13's last item, 16, is nobody else's
+        f.writelines(f"13\t{item}\t3\t{890000000 + step}\n" for step, item in enumerate([1, 2, 3, 16]))
+    with open(directory / "u.item", "a", encoding="ISO-8859-1") as f:
+        f.write("16|Movie 16 (1995)|01-Jan-1995||http://x|" + "|".join(["0"] * 18 + ["1"]) + "\n")
+    dm = MovieLens100KDataModule(str(directory), num_eval_negatives=5, eval_protocols=["full"])
+    model = ItemPop(dm.num_users, dm.num_items, top_k=[3])
+    model.item_counts.copy_(torch.randperm(dm.num_items, generator=torch.Generator().manual_seed(0)).float())
+    results = trainer().test(model, datamodule=dm, verbose=False)[0]
+    batch = next(iter(dm.test_dataloader()))
+    assert len(batch["user"]) == 13 and int((batch["target_item"] == -1).sum()) == 1
+    # Known answer: hits of the 12 rankable users by hand, divided by all 13 users.
+    rankable = batch["target_item"] >= 0
+    scores = model.score_all(batch["user"][rankable]).float().masked_fill(batch["seen_mask"][rankable], float("-inf"))
+    top = scores.topk(3, dim=1).indices
+    hits = (top == batch["target_item"][rankable].unsqueeze(1)).any(1).sum().item()
+    assert results["test/full/HR@3"] == pytest.approx(hits / 13)

@@ -1,7 +1,14 @@
+import pytest
 import torch
 
-from lightning_rec.data.negatives import InteractionSet, sample_distinct_negatives, sample_negatives
-from lightning_rec.data_modules import MovieLens1MDataModule
+from lightning_rec.data.negatives import (
+    InteractionSet,
+    exact_unseen_draws,
+    sample_distinct_negatives,
+    sample_negatives,
+)
+from lightning_rec.data_modules import MovieLens1MDataModule, MovieLens100KDataModule
+from tests.conftest import write_ml100k
 
 
 def test_training_negatives_avoid_positives_and_follow_the_seed(ml1m):
@@ -40,3 +47,34 @@ def test_distinct_negatives_when_almost_every_item_is_needed():
     negatives = sample_distinct_negatives(torch.tensor([0, 1]), 11, exclude, seed=3)
     assert sorted(negatives[0].tolist()) == list(range(1, 12))
     assert sorted(negatives[1].tolist()) == [0] + list(range(2, 12))
+
+
+def test_a_user_who_has_seen_almost_everything_still_gets_negatives():
+    # 97 of 100 items seen: rejection alone needs hundreds of rounds for some rows; the exact draw finishes.
+    exclude = InteractionSet(torch.zeros(97, dtype=torch.long), torch.arange(97), num_items=100)
+    negatives = sample_negatives(torch.zeros(500, dtype=torch.long), 4, exclude, torch.Generator().manual_seed(0))
+    assert set(negatives.flatten().tolist()) == {97, 98, 99}
+
+
+def test_exact_unseen_draws_are_uniform_over_each_users_unseen_items():
+    generator = torch.Generator().manual_seed(0)
+    users, items = [], []
+    for user in range(20):
+        seen = torch.randperm(12, generator=generator)[: user % 12].tolist()
+        users += [user] * len(seen)
+        items += seen
+    exclude = InteractionSet(torch.tensor(users), torch.tensor(items), num_items=12)
+    rows = torch.arange(20).repeat_interleave(3000)
+    draws = exact_unseen_draws(rows, exclude, generator)
+    assert not exclude.contains(rows, draws).any()
+    for user in range(20):
+        counts = torch.bincount(draws[rows == user], minlength=12)
+        unseen = 12 - user % 12
+        assert int((counts > 0).sum()) == unseen
+        assert counts[counts > 0].float().sub(3000 / unseen).abs().max() < 5 * (3000 / unseen) ** 0.5
+
+
+def test_too_few_unseen_items_names_the_users(tmp_path):
+    dm = MovieLens100KDataModule(str(write_ml100k(tmp_path)), num_eval_negatives=12)  # 15 items, 6 seen each
+    with pytest.raises(ValueError, match=r"12 users have fewer than num_eval_negatives=12 .*user ids \['1', '10'"):
+        dm.test_dataloader()

@@ -91,3 +91,13 @@ def test_amazon_bad_json_line_is_named(tmp_path):
     bad.write_text('{"reviewerID": "U1", "asin": "A1", "unixReviewTime": 5}\n{not json\n')
     with pytest.raises(DataFormatError, match=r"bad.json:2: not a JSON object"):
         parse_amazon_reviews(bad, meta)
+
+
+def test_half_star_ratings_stay_floats_and_fractional_ids_are_rejected(tmp_path):
+    copy_ml1m(tmp_path, "1::2::4.5::978300760\n1::3::3::978300761\n")
+    assert parse_movielens_1m(tmp_path).interactions["rating"].tolist() == [4.5, 3.0]
+    copy_ml1m(tmp_path, "1::2::4::978300760\n1::3.5::3::978300761\n")
+    with pytest.raises(DataFormatError, match=r"ratings.dat:2: column 'item_id' must be a whole number: '3.5'"):
+        parse_movielens_1m(tmp_path)
+    (tmp_path / "ratings.csv").write_text("user_id,movie_id,rating\n1,2,4.5\n1,3,2.5\n")
+    assert parse_movielens_1m(tmp_path, tmp_path / "ratings.csv").interactions["rating"].tolist() == [4.5, 2.5]

@@ -94,3 +94,11 @@ def test_entry_point_prints_json(checkpoints, ml1m, capsys):
     results = main(["--user", str(user), "--k", "3", "--collaborative", str(checkpoints / "mf.ckpt"),
                     "--collaborative-model", "MFBPR"])  # fmt: skip
     assert json.loads(capsys.readouterr().out) == results and len(results) == 3
+
+
+def test_a_checkpoint_of_another_model_class_is_an_error_before_anything_is_built(checkpoints, ml1m):
+    with pytest.raises(ValueError, match=r"holds a MFBPR, not a GPT2RecommenderEnhanced"):
+        load_model(str(checkpoints / "mf.ckpt"), "GPT2RecommenderEnhanced", ml1m)
+    # A checkpoint written without the class name: its arguments give it away.
+    with pytest.raises(ValueError, match=r"arguments \[.*'backbone'.*\] that NeuMF does not take"):
+        load_model(str(checkpoints / "m6rec.ckpt"), "NeuMF", ml1m)

@@ -51,8 +51,11 @@ def test_vocabulary_comes_from_train_only(caplog):
     with caplog.at_level(logging.WARNING):
         data = encode(*leave_one_out(interactions, "time"), items)
     assert data.items["item_id"].tolist() == ["a"]  # b and c are validation/test items only
-    assert "dropped 2 validation interactions" in caplog.text and "dropped 2 test interactions" in caplog.text
+    assert "2 of 2 validation items never occur in training" in caplog.text
+    assert "2 of 2 test items never occur in training" in caplog.text
     assert (data.val_items == -1).all() and (data.test_items == -1).all()
+    # The users stay in the evaluation: no model can rank their items, so they count as misses.
+    assert data.val_unrankable.all() and data.test_unrankable.all()
 
 
 def test_no_leak_on_embedded_data(ml1m):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterator
 
 import torch
@@ -11,6 +12,10 @@ from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 
 Batch = dict[str, Tensor]
+
+# Lightning warns that an IterableDataset's __len__ can be wrong under several loader workers. Our
+# streams run in the main process (``num_workers=0``) and count their batches exactly per rank.
+warnings.filterwarnings("ignore", message=r"Your `IterableDataset` has `__len__` defined")
 
 
 def rank_and_world_size() -> tuple[int, int]:

@@ -7,7 +7,8 @@ Batches are ``dict[str, Tensor]``:
 - train: ``user`` ``[B]``, ``item`` ``[B]`` (a positive), ``negative_items`` ``[B, num_negatives]``
   (uniform over items the user has not interacted with in train, redrawn every epoch from the seed),
   and ``rating`` ``[B]`` (float) where the dataset has explicit ratings.
-- validation / test: ``user`` ``[B]``, ``target_item`` ``[B]``; with the ``sampled`` protocol
+- validation / test: ``user`` ``[B]``, ``target_item`` ``[B]`` (``-1`` where the held-out item never
+  occurs in training: no model can rank it, and evaluation counts that user as a miss); with the ``sampled`` protocol
   ``candidate_items`` ``[B, 1 + num_eval_negatives]`` (target first, then negatives the user never
   interacted with, fixed by the seed); with the ``full`` protocol ``seen_mask`` ``[B, num_items]``
   (items the user had before the target, to be excluded from the ranking).
@@ -35,7 +36,12 @@ from torch.utils.data import DataLoader
 
 from lightning_rec.data.batching import Batch, BatchStream, csr, dense_mask, latest_items, stream_loader
 from lightning_rec.data.interactions import EncodedInteractions, encode
-from lightning_rec.data.negatives import InteractionSet, sample_distinct_negatives, sample_negatives
+from lightning_rec.data.negatives import (
+    InteractionSet,
+    TooFewUnseenItems,
+    sample_distinct_negatives,
+    sample_negatives,
+)
 from lightning_rec.data.splits import drop_short_users, leave_one_out
 from lightning_rec.data.tables import InteractionLog
 
@@ -77,6 +83,14 @@ class InteractionDataModule(L.LightningDataModule):
         seed: int = 42,
     ) -> None:
         super().__init__()
+        for name, value, least in (
+            ("batch_size", batch_size, 1), ("eval_batch_size", eval_batch_size, 1), ("num_negatives", num_negatives, 1),
+            ("num_eval_negatives", num_eval_negatives, 1), ("history_length", history_length, 0),
+            # Leave-one-out takes a validation and a test item and needs one more to train on.
+            ("min_user_interactions", min_user_interactions, 3),
+        ):  # fmt: skip
+            if not (isinstance(value, int) and value >= least):
+                raise ValueError(f"{type(self).__name__}: {name} must be an integer >= {least}, got {value!r}")
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_negatives = num_negatives
@@ -223,13 +237,25 @@ class InteractionDataModule(L.LightningDataModule):
         return epoch_loop.batch_progress.current.ready
 
     def _eval_loader(self, stage: Literal["validate", "test"]) -> DataLoader:
-        targets = self.data.val_items if stage == "validate" else self.data.test_items
-        users = torch.nonzero(targets >= 0).squeeze(1)
+        data = self.data
+        targets, unrankable = (
+            (data.val_items, data.val_unrankable) if stage == "validate" else (data.test_items, data.test_unrankable)
+        )
+        # Users whose held-out item never occurs in training stay in, with target -1: they count as misses.
+        users = torch.nonzero((targets >= 0) | unrankable).squeeze(1)
         columns = {"user": users, "target_item": targets[users]}
         if "sampled" in self.eval_protocols:
-            negatives = sample_distinct_negatives(
-                users, self.num_eval_negatives, self.all_pairs, seed=self.seed + (1 if stage == "validate" else 2)
-            )
+            try:
+                negatives = sample_distinct_negatives(
+                    users, self.num_eval_negatives, self.all_pairs, seed=self.seed + (1 if stage == "validate" else 2)
+                )
+            except TooFewUnseenItems as err:
+                raw = [str(data.user_ids[user]) for user in err.users[:10]]
+                raise ValueError(
+                    f"{len(err.users)} users have fewer than num_eval_negatives={self.num_eval_negatives} items they "
+                    f"never interacted with (user ids {raw}{' ...' if len(err.users) > 10 else ''}): lower "
+                    "num_eval_negatives or leave 'sampled' out of eval_protocols"
+                ) from None
             columns["candidate_items"] = torch.cat([targets[users].unsqueeze(1), negatives], dim=1)
         return self._user_loader(columns, csr(*self.data.history(stage), self.num_users), "full" in self.eval_protocols)
 

@@ -25,6 +25,8 @@ class EncodedInteractions:
         train_users, train_items: training interactions, sorted by user and then by order.
         train_indptr: ``[U + 1]`` offsets of each user's slice of ``train_items`` (CSR layout).
         val_items, test_items: ``[U]`` held-out item per user, ``-1`` where the user has none.
+        val_unrankable, test_unrankable: ``[U]`` True where the user's held-out item never occurs in
+            training: no model can rank it, so evaluation counts the user as a miss.
         ordering: how each user's interactions were ordered for the split.
         train_ratings: explicit rating of each training interaction, where the dataset has them.
     """
@@ -36,6 +38,8 @@ class EncodedInteractions:
     train_indptr: Tensor
     val_items: Tensor
     test_items: Tensor
+    val_unrankable: Tensor
+    test_unrankable: Tensor
     ordering: Ordering = "time"
     train_ratings: Tensor | None = None
 
@@ -68,8 +72,9 @@ def encode(
 ) -> EncodedInteractions:
     """Builds the item vocabulary from ``train`` alone and encodes all three splits with it.
 
-    Held-out interactions with an item never seen in training cannot be scored by an ID model and
-    would leak catalog knowledge if added to the vocabulary; they are dropped with a logged count.
+    A held-out interaction with an item never seen in training cannot be scored by an ID model, and
+    adding the item to the vocabulary would leak catalog knowledge; its user stays in the evaluation
+    and counts as a miss (logged count).
     """
     item_vocab = pd.Index(np.sort(train["item_id"].unique()))
     user_vocab = pd.Index(train["user_id"].unique())
@@ -78,17 +83,22 @@ def encode(
     indptr = torch.zeros(len(user_vocab) + 1, dtype=torch.long)
     indptr[1:] = torch.cumsum(torch.bincount(train_users, minlength=len(user_vocab)), 0)
 
-    def held_out(frame: pd.DataFrame, split: str) -> Tensor:
+    def held_out(frame: pd.DataFrame, split: str) -> tuple[Tensor, Tensor]:
         users = user_vocab.get_indexer(frame["user_id"])
         item_index = item_vocab.get_indexer(frame["item_id"])
-        known = (users >= 0) & (item_index >= 0)
-        if (~known).any():
-            log.warning(
-                "%s: dropped %d %s interactions with an item unseen in training", name, int((~known).sum()), split
-            )
         targets = torch.full((len(user_vocab),), -1, dtype=torch.long)
+        unrankable = torch.zeros(len(user_vocab), dtype=torch.bool)
+        known_user = users >= 0
+        known = known_user & (item_index >= 0)
         targets[torch.as_tensor(users[known])] = torch.as_tensor(item_index[known], dtype=torch.long)
-        return targets
+        cold = known_user & (item_index < 0)
+        unrankable[torch.as_tensor(users[cold])] = True
+        if cold.any():
+            log.warning(
+                "%s: %d of %d %s items never occur in training; those users count as misses in evaluation",
+                name, int(cold.sum()), int(known_user.sum()), split,
+            )  # fmt: skip
+        return targets, unrankable
 
     table = items.drop_duplicates("item_id").set_index("item_id").reindex(item_vocab)
     no_text = table["title"].isna()
@@ -99,13 +109,17 @@ def encode(
             [[] for _ in range(int(no_text.sum()))], index=table.index[no_text]
         )
     table = table.reset_index().rename(columns={"index": "item_id"})
+    val_items, val_unrankable = held_out(validation, "validation")
+    test_items, test_unrankable = held_out(test, "test")
     return EncodedInteractions(
         user_ids=user_vocab.to_numpy(),
         items=table[["item_id", "title", "categories", "text"]],
         train_users=train_users,
         train_items=train_items,
         train_indptr=indptr,
-        val_items=held_out(validation, "validation"),
-        test_items=held_out(test, "test"),
-        train_ratings=torch.as_tensor(train["rating"].to_numpy(), dtype=torch.float) if "rating" in train else None,
+        val_items=val_items,
+        test_items=test_items,
+        val_unrankable=val_unrankable,
+        test_unrankable=test_unrankable,
+        train_ratings=torch.tensor(train["rating"].to_numpy(dtype=np.float32)) if "rating" in train else None,
     )

@@ -58,14 +58,25 @@ def _read_delimited(path: Path, sep: str, names: list[str], numeric: list[str], 
             )
     frame = pd.DataFrame(rows, columns=names)
     for column in numeric:
-        values = pd.to_numeric(frame[column], errors="coerce")
-        bad = np.flatnonzero(values.isna().to_numpy())
-        if len(bad):
-            raise DataFormatError(
-                f"{path}:{numbered[bad[0]][0]}: column {column!r} is not numeric: {frame[column].iloc[bad[0]]!r}"
-            )
-        frame[column] = values.astype(np.int64)
+        frame[column] = numeric_column(frame[column], column, lambda row: f"{path}:{numbered[row][0]}")
     return frame
+
+
+def numeric_column(values: pd.Series, column: str, where) -> pd.Series:
+    """Ids and timestamps as integers; ratings as floats (a 4.5 stays 4.5). A value that is not a
+    number, or an id or timestamp that is not whole, fails with ``where(row)`` (file and line)."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = np.flatnonzero(numbers.isna().to_numpy())
+    if len(bad):
+        raise DataFormatError(f"{where(bad[0])}: column {column!r} is not numeric: {values.iloc[bad[0]]!r}")
+    if column == "rating":
+        return numbers.astype(np.float64)
+    fractional = np.flatnonzero((numbers != np.floor(numbers)).to_numpy())
+    if len(fractional):
+        raise DataFormatError(
+            f"{where(fractional[0])}: column {column!r} must be a whole number: {values.iloc[fractional[0]]!r}"
+        )
+    return numbers.astype(np.int64)
 
 
 def parse_movielens_movies(path: str | Path, sep: str = "::", encoding: str = "ISO-8859-1") -> pd.DataFrame:
@@ -79,7 +90,7 @@ def parse_movielens_movies(path: str | Path, sep: str = "::", encoding: str = "I
 
 
 def parse_movielens_1m(
-    data_dir: str | Path, ratings_file: str | Path | None = None, min_rating: int = 0
+    data_dir: str | Path, ratings_file: str | Path | None = None, min_rating: float = 0
 ) -> InteractionLog:
     """MovieLens-1M: ``ratings.dat`` (``UserID::MovieID::Rating::Timestamp``) and ``movies.dat``.
 
@@ -112,12 +123,8 @@ def _parse_ratings_csv(path: Path) -> tuple[pd.DataFrame, str]:
     missing = {"user_id", "item_id", "rating"} - set(frame.columns)
     if missing:
         raise DataFormatError(f"{path}:1: header lacks columns {sorted(missing)} (found {list(frame.columns)})")
-    for column in ["user_id", "item_id", "rating"]:
-        values = pd.to_numeric(frame[column], errors="coerce")
-        bad = np.flatnonzero(values.isna().to_numpy())
-        if len(bad):
-            raise DataFormatError(f"{path}:{bad[0] + 2}: column {column!r} is not numeric")
-        frame[column] = values.astype(np.int64)
+    for column in ["user_id", "item_id", "rating"] + (["timestamp"] if "timestamp" in frame.columns else []):
+        frame[column] = numeric_column(frame[column], column, lambda row: f"{path}:{row + 2}")  # header is line 1
     unresolved = frame["item_id"] < 0
     if unresolved.any():
         log.warning("%s: dropped %d ratings whose movie id is unknown (-1)", path, int(unresolved.sum()))
@@ -130,11 +137,11 @@ def _parse_ratings_csv(path: Path) -> tuple[pd.DataFrame, str]:
 
 
 def _finish_movielens(
-    ratings: pd.DataFrame, items: pd.DataFrame, ordering: str, min_rating: int, name: str, ratings_path: Path
+    ratings: pd.DataFrame, items: pd.DataFrame, ordering: str, min_rating: float, name: str, ratings_path: Path
 ) -> InteractionLog:
     if min_rating > 0:
         kept = ratings["rating"] >= min_rating
-        log.info("%s: dropped %d ratings below %d", name, int((~kept).sum()), min_rating)
+        log.info("%s: dropped %d ratings below %g", name, int((~kept).sum()), min_rating)
         ratings = ratings[kept]
     ratings = ratings.assign(user_id=ratings["user_id"].astype(str), item_id=ratings["item_id"].astype(str))
     known = ratings["item_id"].isin(items["item_id"])
@@ -145,7 +152,7 @@ def _finish_movielens(
     return InteractionLog(ratings[columns].reset_index(drop=True), items, ordering, name)  # type: ignore[arg-type]
 
 
-def parse_movielens_100k(data_dir: str | Path, min_rating: int = 0) -> InteractionLog:
+def parse_movielens_100k(data_dir: str | Path, min_rating: float = 0) -> InteractionLog:
     """MovieLens-100K: ``u.data`` (tab separated, with timestamps) and ``u.item`` (19 genre flags)."""
     data_dir = Path(data_dir)
     ratings_path = require_file(data_dir / "u.data")

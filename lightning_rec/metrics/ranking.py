@@ -96,6 +96,10 @@ class RankingMetrics(Metric):
             self.mrr[i] += torch.where(best < k, 1.0 / (best + 1.0), 0.0).sum()
         self.count += scores.shape[0]
 
+    def add_misses(self, count: int) -> None:
+        """Users whose target no ranking can contain (an item unknown to the model): zero gain each."""
+        self.count += count
+
     def compute(self) -> dict[str, Tensor]:
         results = {}
         count = self.count.clamp(min=1)

@@ -7,7 +7,9 @@ same for every model, so their numbers are comparable by construction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import lightning as L
 import torch
@@ -56,6 +58,15 @@ class Recommender(L.LightningModule):
             {f"{stage}_{protocol}": RankingMetrics(top_k) for stage in ("val", "test") for protocol in PROTOCOL_KEYS}
         )
 
+    def save_hyperparameters(self, *args: Any, **kwargs: Any) -> None:
+        # Every model records its constructor arguments here, so they are checked here, once for all.
+        kwargs.setdefault("frame", inspect.currentframe().f_back)
+        super().save_hyperparameters(*args, **kwargs)
+        check_hyperparameters(self.hparams, type(self).__name__)
+
+    def setup(self, stage: str) -> None:
+        check_sizes_match(self, self.trainer.datamodule)
+
     # ------------------------------------------------------------------ the scoring interface
     def score(self, users: Tensor, items: Tensor, history: Tensor | None = None) -> Tensor:
         """Scores ``items`` ``[B, C]`` for ``users`` ``[B]``; returns ``[B, C]`` (higher is better).
@@ -89,6 +100,7 @@ class Recommender(L.LightningModule):
 
     # ------------------------------------------------------------------ exact resume
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["model_class"] = type(self).__name__  # checked before a tool builds a model from it
         # Dropout and masking draw from torch's global generator; Lightning does not checkpoint it,
         # so without this a resumed run would diverge from the uninterrupted one.
         checkpoint["torch_rng_state"] = torch.get_rng_state()
@@ -103,6 +115,16 @@ class Recommender(L.LightningModule):
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, batch: Batch, stage: str) -> None:
+        rankable = batch["target_item"] >= 0
+        if not bool(rankable.all()):
+            # Held-out items never seen in training: no model can rank them, so each is a miss.
+            misses = int((~rankable).sum())
+            for protocol, key in PROTOCOL_KEYS.items():
+                if key in batch:
+                    self.metrics[f"{stage}_{protocol}"].add_misses(misses)
+            batch = {name: values[rankable] for name, values in batch.items()}
+            if not bool(rankable.any()):
+                return
         users, history = batch["user"], batch.get("history")
         if "candidate_items" in batch:
             # The target is column 0 of the candidates.
@@ -133,12 +155,18 @@ class Recommender(L.LightningModule):
         self.log_metrics("test")
 
     def predict_step(self, batch: Batch, batch_idx: int) -> Batch:
-        """Top ``predict_top_k`` unseen items per user: ``user``, ``items`` and ``scores``."""
+        """Top ``predict_top_k`` unseen items per user: ``user``, ``items`` and ``scores``.
+
+        A user with fewer unseen items than ``predict_top_k`` gets ``-1`` in the slots left over:
+        an item the user already has is never returned.
+        """
         scores = self.score_all(batch["user"], batch.get("history")).float()
-        if "seen_mask" in batch:
-            scores = scores.masked_fill(batch["seen_mask"], float("-inf"))
+        seen = batch.get("seen_mask")
+        if seen is not None:
+            scores = scores.masked_fill(seen, float("-inf"))
         top = scores.topk(min(self.predict_top_k, self.num_items), dim=1)
-        return {"user": batch["user"], "items": top.indices, "scores": top.values}
+        items = top.indices if seen is None else top.indices.masked_fill(seen.gather(1, top.indices), -1)
+        return {"user": batch["user"], "items": items, "scores": top.values}
 
 
 def require_history(history: Tensor | None, model: Recommender) -> Tensor:
@@ -171,3 +199,59 @@ def normal_embedding(count: int, dim: int, std: float = 0.01) -> nn.Embedding:
     embedding = nn.Embedding(count, dim)
     nn.init.normal_(embedding.weight, std=std)
     return embedding
+
+
+#: Constructor arguments every model checks by name (see :func:`check_hyperparameters`).
+AT_LEAST_ONE = (
+    "factor", "dim", "num_layers", "num_heads", "max_length", "lora_rank", "lora_alpha", "score_dim", "num_beams",
+    "num_queries", "max_title_tokens", "max_item_tokens", "max_query_tokens", "num_virtual_tokens", "predict_top_k",
+)  # fmt: skip
+NON_NEGATIVE = (
+    "weight_decay", "contrastive_weight", "generation_weight", "click_weight", "rating_weight", "category_weight",
+    "warmup_steps", "max_history",
+)  # fmt: skip
+POSITIVE = ("learning_rate", "temperature")
+PROBABILITY = ("dropout", "mask_probability")
+
+
+def check_hyperparameters(hparams: Mapping[str, Any], owner: str) -> None:
+    """Rejects constructor arguments no model can train with, naming the argument.
+
+    Example:
+        >>> check_hyperparameters({"factor": 0}, "NeuMF")
+        Traceback (most recent call last):
+        ...
+        ValueError: NeuMF: factor must be an integer >= 1, got 0
+    """
+
+    def fail(name: str, rule: str) -> None:
+        raise ValueError(f"{owner}: {name} must be {rule}, got {hparams[name]!r}")
+
+    for name in AT_LEAST_ONE:
+        if name in hparams and not (isinstance(hparams[name], int) and hparams[name] >= 1):
+            fail(name, "an integer >= 1")
+    for name in NON_NEGATIVE:
+        if name in hparams and not hparams[name] >= 0:
+            fail(name, ">= 0")
+    for name in POSITIVE:
+        if name in hparams and not hparams[name] > 0:
+            fail(name, "> 0")
+    for name in PROBABILITY:
+        if name in hparams and not 0 <= hparams[name] < 1:
+            fail(name, "in [0, 1)")
+    for name in ("top_k", "hidden_dims"):
+        if name in hparams and (not hparams[name] or min(hparams[name]) < 1):
+            fail(name, "a non-empty list of integers >= 1")
+
+
+def check_sizes_match(model: L.LightningModule, datamodule: Any) -> None:
+    """A model built for other data fails here, naming the size, instead of deep inside torch."""
+    if datamodule is None:
+        return
+    for size in ("num_users", "num_items"):
+        expected, built = getattr(datamodule, size, None), getattr(model, size, None)
+        if expected is not None and built is not None and expected != built:
+            raise ValueError(
+                f"{type(model).__name__} was built with {size}={built} but the data module has {size}={expected}: "
+                "link the sizes from the data module (the CLI does) or rebuild the model for this data"
+            )

@@ -121,8 +121,6 @@ class GPT2RecommenderEnhanced(Recommender):
         self.output = nn.Linear(2 * factor, 1)
         self.contrastive_weight, self.temperature = contrastive_weight, temperature
         self.text_mode: TextMode = "cached" if use_cache else "dynamic"
-        # Frozen pretrained backbone weights are reloaded by name, not stored in every checkpoint.
-        self.strict_loading = False
 
     # ------------------------------------------------------------------ text vectors
     def text_memo(self, items: Tensor) -> TextMemo:
@@ -181,7 +179,9 @@ class GPT2RecommenderEnhanced(Recommender):
         """Top-K items plus, with attention, the weights each put on the user's latest items."""
         prediction = super().predict_step(batch, batch_idx)
         if self.fusion is not None:
-            _, weights = self.score_with_attention(batch["user"], prediction["items"], batch["history"])
+            # Empty slots (-1) get weights too; the writer skips them.
+            items = prediction["items"].clamp(min=0)
+            _, weights = self.score_with_attention(batch["user"], items, batch["history"])
             prediction.update(history=batch["history"], attention=weights)
         return prediction
 
@@ -221,14 +221,27 @@ class GPT2RecommenderEnhanced(Recommender):
         self._refresh_for_evaluation()
 
     # ------------------------------------------------------------------ checkpoints
+    def frozen_pretrained_state(self) -> dict[str, Tensor]:
+        """Backbone weights that are both pretrained and frozen: reloaded by name, so never checkpointed."""
+        if not self.hparams.pretrained:
+            return {}
+        return {
+            f"text_encoder.backbone.{name}": parameter
+            for name, parameter in self.text_encoder.backbone.named_parameters()
+            if not parameter.requires_grad
+        }
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
         checkpoint["text_mode"] = self.text_mode
-        if self.hparams.pretrained:
-            for name, parameter in self.text_encoder.backbone.named_parameters():
-                if not parameter.requires_grad:
-                    checkpoint["state_dict"].pop(f"text_encoder.backbone.{name}", None)
+        for name in self.frozen_pretrained_state():
+            checkpoint["state_dict"].pop(name, None)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
         self.text_mode = checkpoint.get("text_mode", self.text_mode)
+        # Only the weights left out on purpose are filled in from the loaded backbone; loading stays
+        # strict, so a checkpoint of another model or configuration fails naming its keys.
+        state = checkpoint["state_dict"]
+        for name, parameter in self.frozen_pretrained_state().items():
+            state.setdefault(name, parameter.detach())

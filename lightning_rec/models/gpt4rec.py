@@ -14,6 +14,7 @@ from torch import Tensor
 from transformers import get_linear_schedule_with_warmup
 
 from lightning_rec.metrics import BeyondAccuracyMetrics, RankingMetrics
+from lightning_rec.models.base import check_hyperparameters, check_sizes_match
 from lightning_rec.nn.causal_lm import (
     TitlePrompts,
     context_length,
@@ -96,10 +97,9 @@ class GPT4Rec(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["item_titles", "item_categories", "item_popularity"])
+        check_hyperparameters(self.hparams, "GPT4Rec")
         if not item_titles:
             raise ValueError("GPT4Rec needs the item titles (link data.item_titles to the model)")
-        if num_queries < 1:
-            raise ValueError(f"num_queries must be >= 1, got {num_queries}")
         self.item_titles = list(item_titles)
         self.num_items = len(item_titles)
         self.tokenizer = load_tokenizer(generator)
@@ -118,6 +118,9 @@ class GPT4Rec(L.LightningModule):
         self.bm25_grid: list[dict] = []
         self._validation: list[tuple[list[list[str]], list[set[int]], Tensor]] = []
         self.counts = {"empty_history": 0, "empty_query_results": 0, "filled_from_popularity": 0}
+
+    def setup(self, stage: str) -> None:
+        check_sizes_match(self, self.trainer.datamodule)
 
     # ------------------------------------------------------------------ prompts
     def prompt_ids(self, history: Sequence[int], target: int | None = None) -> list[int]:
@@ -216,7 +219,8 @@ class GPT4Rec(L.LightningModule):
                 hits = torch.zeros(2, dtype=torch.float64)  # [hits, users]
                 for queries, known, targets in validation:
                     top = self.recommend(queries, known, k1, b, count=False)
-                    hits[0] += (top == targets.unsqueeze(1)).any(1).sum()
+                    # A target of -1 (held-out item unseen in training) is a miss, not a match of an empty slot.
+                    hits[0] += ((top == targets.unsqueeze(1)).any(1) & (targets >= 0)).sum()
                     hits[1] += len(targets)
                 hits = reduce(hits)
                 grid.append({"k1": float(k1), "b": float(b), f"Recall@{k}": float(hits[0] / hits[1].clamp(min=1))})
@@ -262,6 +266,7 @@ class GPT4Rec(L.LightningModule):
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["model_class"] = type(self).__name__
         checkpoint["bm25"] = {"k1": self.bm25_k1, "b": self.bm25_b, "grid": self.bm25_grid}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:

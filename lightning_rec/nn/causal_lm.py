@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from lightning_rec.nn.text_encoder import add_lora, resolve_backbone
+from lightning_rec.nn.text_encoder import add_lora, apply_peft, resolve_backbone
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +38,9 @@ def load_causal_lm(
     if peft == "lora":
         return add_lora(model, lora_rank, 2 * lora_rank, 0.0, lora_target_modules)
     if peft == "prompt":
-        from peft import PromptTuningConfig, TaskType, get_peft_model
+        from peft import PromptTuningConfig, TaskType
 
-        return get_peft_model(
+        return apply_peft(
             model, PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=num_virtual_tokens)
         )
     if peft != "none":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -68,7 +69,7 @@ def tokenize_texts(texts: Sequence[str], tokenizer, max_length: int) -> tuple[Te
 
 def add_lora(backbone: nn.Module, rank: int, alpha: int, dropout: float, target_modules: Sequence[str]) -> nn.Module:
     """Wraps ``backbone`` with PEFT LoRA adapters; only the adapters stay trainable."""
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig
 
     # GPT-2's Conv1D stores weights as (in, out): LoRA must know to transpose.
     fan_in_fan_out = getattr(backbone.config, "model_type", "") == "gpt2"
@@ -76,7 +77,20 @@ def add_lora(backbone: nn.Module, rank: int, alpha: int, dropout: float, target_
         r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules),
         fan_in_fan_out=fan_in_fan_out, bias="none",
     )  # fmt: skip
-    return get_peft_model(backbone, config)
+    return apply_peft(backbone, config)
+
+
+def apply_peft(model: nn.Module, config) -> nn.Module:
+    """``peft.get_peft_model``, without the deprecation warning peft's own call into transformers 5 raises."""
+    from peft import get_peft_model
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, config)
+
+
+def _drop_cache(encoder: ItemTextEncoder, incompatible_keys) -> None:
+    encoder.set_cache(None)
 
 
 class ItemTextEncoder(nn.Module):
@@ -136,6 +150,8 @@ class ItemTextEncoder(nn.Module):
         self.backbone = add_lora(model, lora_rank, lora_alpha, lora_dropout, lora_target_modules) if use_peft else model
         self.hidden_size = model.config.hidden_size
         self.register_buffer("cache", None, persistent=False)
+        # A cache belongs to the weights it was computed from: loading other weights drops it.
+        self.register_load_state_dict_post_hook(_drop_cache)
 
     @property
     def num_items(self) -> int:
