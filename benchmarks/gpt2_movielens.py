@@ -43,10 +43,6 @@ def backbone_kwargs(backbone: str) -> dict:
     return dict(backbone="tiny-gpt2", pretrained=False, pooling="last", max_length=32)
 
 
-def lora_targets(backbone: str) -> list[str]:
-    return ["query", "value"] if backbone == "minilm" else ["c_attn"]
-
-
 def build(name: str, backbone: str, dm, factor: int, lr: float):
     """``name`` is NeuMF, GPT2Recommender, or Enhanced-{fast,peft,hybrid}."""
     n, m = dm.num_users, dm.num_items
@@ -58,7 +54,7 @@ def build(name: str, backbone: str, dm, factor: int, lr: float):
     strategy = name.split("-")[1]
     return GPT2RecommenderEnhanced(
         n, m, dm.item_texts, **text, use_cache=strategy != "peft", use_peft=strategy != "fast",
-        lora_target_modules=lora_targets(backbone), use_attention=True, contrastive_weight=0.1,
+        use_attention=True, contrastive_weight=0.1,
     )  # fmt: skip
 
 

@@ -2,14 +2,18 @@
 
     python -m benchmarks.gpt4rec --dataset ml-100k --data ../shared/data/ml-100k --epochs 3
     python -m benchmarks.gpt4rec --dataset beauty --data ../shared/data/amazon-beauty --max-steps 3000 --test-users 2000
+    python -m benchmarks.gpt4rec --dataset beauty --data ../shared/data/amazon-beauty --generator smollm2-135m \
+        --max-steps 0 --queries 1,5 --test-users 500        # zero-shot pretrained SmolLM2-135M
 
 Protocol: leave-one-out (ML-100K by time, Beauty by position), the latest 15 history items in the
 prompt, every item the user already has excluded, Recall@K over the whole catalog, Diversity@K and
 Coverage@K from categories (ML-100K genres; the Beauty sequence files have none), BM25 k1/b chosen
-on validation users. Generator: the bundled tiny GPT-2 (2 layers, 64 wide, real GPT-2 tokenizer)
-trained from random initialisation on the training prompts, since pretrained GPT-2 weights cannot be
-downloaded here; the paper's anchor (Beauty Recall@40 0.204) used pretrained GPT-2 (117M).
-Writes ``benchmarks/results/gpt4rec.json`` and ``gpt4rec_<dataset>.png``.
+on validation users. Generator (``--generator``): the bundled tiny GPT-2 (2 layers, 64 wide, real
+GPT-2 tokenizer) trained from random initialisation, or the pretrained SmolLM2-135M-Instruct
+(``smollm2-135m``, ``make pretrained``), zero-shot with ``--max-steps 0`` or fine-tuned with LoRA
+(``--lora``); the paper's anchor (Beauty Recall@40 0.204) used pretrained GPT-2 (117M), fully fine-tuned.
+Writes ``benchmarks/results/gpt4rec.json`` (rows merged by dataset and generator run) and
+``gpt4rec_<dataset>.png``.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ TOP_K = (5, 10, 20, 40)
 
 
 def build_datamodule(args):
-    kwargs = dict(batch_size=args.batch_size, eval_batch_size=100, history_length=15, num_negatives=1,
+    kwargs = dict(batch_size=args.batch_size, eval_batch_size=args.eval_batch_size, history_length=15, num_negatives=1,
                   eval_protocols=["full"], seed=args.seed)  # fmt: skip
     if args.dataset == "ml-100k":
         return MovieLens100KDataModule(args.data, **kwargs)
@@ -76,19 +80,25 @@ def main() -> None:
     parser.add_argument("--val-users", type=int, default=300, help="validation users for the BM25 grid")
     parser.add_argument("--test-users", type=int, default=1000, help="test users evaluated (a prefix, same for all)")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--generator", default="tiny-gpt2", help="tiny-gpt2 (random init), smollm2-135m, or a path")
+    parser.add_argument("--lora", action="store_true", help="fine-tune LoRA adapters instead of every weight")
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--eval-batch-size", type=int, default=100, help="users per generation batch")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
     L.seed_everything(args.seed)
     dm = build_datamodule(args)
     categories, popularity = dm.item_categories, dm.item_popularity
-    model = GPT4Rec(dm.item_titles, categories, popularity.tolist(), generator="tiny-gpt2", pretrained=False,
-                    num_queries=5, max_query_tokens=10, max_title_tokens=12, top_k=TOP_K, learning_rate=1e-3,
-                    warmup_steps=100)  # fmt: skip
+    pretrained = args.generator != "tiny-gpt2"
+    model = GPT4Rec(dm.item_titles, categories, popularity.tolist(), generator=args.generator, pretrained=pretrained,
+                    use_peft=args.lora, num_queries=5, max_query_tokens=10, max_title_tokens=12, top_k=TOP_K,
+                    learning_rate=args.learning_rate, warmup_steps=100)  # fmt: skip
     trainer = L.Trainer(max_epochs=args.epochs, max_steps=args.max_steps, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)  # fmt: skip
     start = time.perf_counter()
-    trainer.fit(model, datamodule=dm)
+    if args.max_steps != 0:  # --max-steps 0: zero-shot, the generator as loaded
+        trainer.fit(model, datamodule=dm)
     train_seconds = time.perf_counter() - start
     model.eval()
 
@@ -109,7 +119,13 @@ def main() -> None:
               "split": "leave-one-out by time" if args.dataset == "ml-100k" else "leave-one-out by position",
               "bm25_k1": k1, "bm25_b": b}  # fmt: skip
     rows = []
-    backbone = f"tiny-gpt2 (random init, trained {trainer.current_epoch} epochs / {trainer.global_step} steps)"
+    training = (
+        "zero-shot" if args.max_steps == 0
+        else f"{'LoRA' if args.lora else 'all weights'}, {trainer.current_epoch} epochs / {trainer.global_step} steps"
+    )  # fmt: skip
+    backbone = f"{args.generator} ({'pretrained' if pretrained else 'random init'}, {training})"
+    run = f"{args.generator}|{training.split(',')[0]}"
+    common["run"] = run
     for m in [int(x) for x in args.queries.split(",")]:
         model.hparams.num_queries = m
         generation = [0.0]
@@ -148,7 +164,9 @@ def main() -> None:
 
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / "gpt4rec.json"
-    kept = [r for r in (json.loads(path.read_text()) if path.exists() else []) if r["dataset"] != args.dataset]
+    # Earlier rows without a run label are the tiny random GPT-2, fully trained.
+    kept = [r for r in (json.loads(path.read_text()) if path.exists() else [])
+            if (r["dataset"], r.get("run", "tiny-gpt2|all weights")) != (args.dataset, run)]  # fmt: skip
     path.write_text(json.dumps(kept + rows, indent=1) + "\n")
     columns = [
         "model",
@@ -158,7 +176,8 @@ def main() -> None:
         "generation_seconds_per_1000_users",
     ]
     print(markdown_table(rows, columns))
-    plot(rows, RESULTS_DIR / f"gpt4rec_{args.dataset}.png", args.dataset)
+    suffix = "" if args.generator == "tiny-gpt2" else f"_{Path(args.generator).stem}"
+    plot(rows, RESULTS_DIR / f"gpt4rec_{args.dataset}{suffix}.png", args.dataset)
     print(f"wrote {path}")
 
 

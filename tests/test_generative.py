@@ -6,6 +6,7 @@ import torch
 
 from lightning_rec.data_modules import AmazonDataModule, MovieLens1MDataModule
 from lightning_rec.models import GENRE, M6Rec
+from lightning_rec.nn.causal_lm import beam_search, load_causal_lm, pad_left
 
 TITLES = ["Lip Balm", "Lip Gloss", "Hair Oil", "Eye Cream", "Lip Balm"]  # one title twice
 
@@ -108,3 +109,16 @@ def test_genre_rating_task_needs_ratings(color_shops):
         model.training_step(next(iter(dm.train_dataloader())), 0)
     with pytest.raises(ValueError, match="task weights"):
         genre(dm, click_weight=0.0)
+
+
+@pytest.mark.parametrize("backbone", ["tiny-gpt2", "lora"])
+def test_beam_search_sharing_the_prompt_equals_plain_generate(backbone):
+    torch.manual_seed(0)
+    model = load_causal_lm("tiny-gpt2", pretrained=False, peft="lora" if backbone == "lora" else "none").eval()
+    for parameter in model.parameters():  # LoRA's B starts at zero: make the adapters matter
+        parameter.data.normal_(0, 0.5) if parameter.requires_grad else None
+    input_ids, attention_mask = pad_left([[40, 588, 257, 2266, 30, 11], [1001, 2002, 3003]], pad_id=50256)
+    options = dict(num_return_sequences=4, max_new_tokens=5, pad_token_id=50256, eos_token_id=50256)
+    shared = beam_search(model, input_ids, attention_mask, 4, **options)
+    plain = model.generate(input_ids=input_ids, attention_mask=attention_mask, num_beams=4, do_sample=False, **options)
+    assert torch.equal(shared, plain)

@@ -9,7 +9,7 @@ from transformers import AutoConfig, AutoModel
 from lightning_rec.callbacks import TopKPredictionWriter
 from lightning_rec.data_modules import MovieLens1MDataModule
 from lightning_rec.models import GPT2Recommender, GPT2RecommenderEnhanced, NeuMF
-from lightning_rec.nn.text_encoder import resolve_backbone
+from lightning_rec.nn.backbones import resolve_backbone
 
 
 def trainer(**kwargs) -> L.Trainer:

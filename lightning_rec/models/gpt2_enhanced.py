@@ -59,7 +59,8 @@ class GPT2RecommenderEnhanced(Recommender):
         use_peft: add LoRA adapters to ``lora_target_modules`` through ``peft``.
         lora_rank: LoRA rank.
         lora_alpha: LoRA scaling.
-        lora_target_modules: modules that get adapters (``c_attn`` for GPT-2).
+        lora_target_modules: modules that get adapters (``None``: the architecture's default, ``c_attn`` for
+            GPT-2, ``q_proj``/``v_proj`` for Llama-style models such as SmolLM2).
         contrastive_weight: weight of the ID-text InfoNCE term (0 disables it).
         temperature: InfoNCE temperature.
         loss: ``bce`` or ``bpr`` over the sampled negatives.
@@ -96,7 +97,7 @@ class GPT2RecommenderEnhanced(Recommender):
         use_peft: bool = True,
         lora_rank: int = 8,
         lora_alpha: int = 16,
-        lora_target_modules: Sequence[str] = ("c_attn",),
+        lora_target_modules: Sequence[str] | None = None,
         contrastive_weight: float = 0.1,
         temperature: float = 0.1,
         loss: RecommendationLoss = "bce",

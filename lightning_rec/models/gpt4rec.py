@@ -17,6 +17,7 @@ from lightning_rec.metrics import BeyondAccuracyMetrics, RankingMetrics
 from lightning_rec.models.base import check_hyperparameters, check_sizes_match
 from lightning_rec.nn.causal_lm import (
     TitlePrompts,
+    beam_search,
     context_length,
     load_causal_lm,
     pad_left,
@@ -55,7 +56,8 @@ class GPT4Rec(L.LightningModule):
         pretrained: load the generator's weights (``False``: random initialisation of its config).
         use_peft: train LoRA adapters (``peft``) instead of all weights.
         lora_rank: LoRA rank.
-        lora_target_modules: modules with adapters (``c_attn`` for GPT-2).
+        lora_target_modules: modules with adapters (``None``: the architecture's default, ``c_attn`` for
+            GPT-2, ``q_proj``/``v_proj`` for Llama-style models such as SmolLM2).
         max_history: history items in the prompt (the paper: 15).
         max_title_tokens: tokens kept per title in the prompt, so the prompt fits the context.
         num_queries: beams = queries per user (``m``: 1, 5, 10, 20, 40).
@@ -83,7 +85,7 @@ class GPT4Rec(L.LightningModule):
         pretrained: bool = True,
         use_peft: bool = False,
         lora_rank: int = 8,
-        lora_target_modules: Sequence[str] = ("c_attn",),
+        lora_target_modules: Sequence[str] | None = None,
         max_history: int = 15,
         max_title_tokens: int = 12,
         num_queries: int = 5,
@@ -160,10 +162,10 @@ class GPT4Rec(L.LightningModule):
         prompts = [self.prompt_ids(h) for h in histories_list]
         input_ids, attention_mask = pad_left(prompts, self.tokenizer.pad_token_id, self.device)
         m = self.hparams.num_queries
-        output = self.generator.generate(
-            input_ids=input_ids, attention_mask=attention_mask, num_beams=m, num_return_sequences=m,
-            max_new_tokens=self.hparams.max_query_tokens, do_sample=False,
-            pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id,
+        output = beam_search(
+            self.generator, input_ids, attention_mask, m, num_return_sequences=m,
+            max_new_tokens=self.hparams.max_query_tokens, pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.tokenizer.eos_token_id,
         )  # fmt: skip
         texts = self.tokenizer.batch_decode(output[:, input_ids.shape[1] :], skip_special_tokens=True)
         return [[q.strip() for q in texts[u * m : (u + 1) * m]] for u in range(len(histories_list))]

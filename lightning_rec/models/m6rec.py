@@ -14,6 +14,7 @@ from lightning_rec.models.base import Batch, Recommender, check_per_item, requir
 from lightning_rec.nn.causal_lm import (
     PeftMethod,
     TitlePrompts,
+    beam_search,
     context_length,
     last_hidden,
     load_causal_lm,
@@ -228,10 +229,10 @@ class M6Rec(Recommender):
         def allowed(batch_id: int, ids: Tensor) -> list[int]:
             return self.trie.allowed(ids[prompt_length:].tolist()) or [eos]
 
-        output = self.lm.generate(
-            input_ids=input_ids, attention_mask=attention_mask, num_beams=beams, num_return_sequences=beams,
-            max_new_tokens=max(map(len, self.prompts.full_title_ids)) + 1, prefix_allowed_tokens_fn=allowed,
-            do_sample=False, pad_token_id=self.tokenizer.pad_token_id, eos_token_id=eos,
+        output = beam_search(
+            self.lm, input_ids, attention_mask, beams, num_return_sequences=beams, prefix_allowed_tokens_fn=allowed,
+            max_new_tokens=max(map(len, self.prompts.full_title_ids)) + 1, pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=eos,
         )  # fmt: skip
         generated = output[:, prompt_length:]
         results = []

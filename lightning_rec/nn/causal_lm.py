@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from lightning_rec.nn.text_encoder import add_lora, apply_peft, resolve_backbone
+from lightning_rec.nn.backbones import resolve_backbone
+from lightning_rec.nn.text_encoder import add_lora, apply_peft
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +25,7 @@ def load_causal_lm(
     pretrained: bool,
     peft: PeftMethod = "none",
     lora_rank: int = 8,
-    lora_target_modules: Sequence[str] = ("c_attn",),
+    lora_target_modules: Sequence[str] | None = None,
     num_virtual_tokens: int = 20,
 ) -> nn.Module:
     """A Hugging Face causal LM (pretrained, or a random init of its config), optionally wrapped by
@@ -88,10 +89,12 @@ class TitlePrompts:
         empty = sum(1 for t in spaced if not t)
         if empty:
             log.warning("%d items have an empty title: left out of prompts", empty)
-        self.full_title_ids: list[list[int]] = tokenizer(spaced)["input_ids"]
+        # Pieces without special tokens: a tokenizer that adds a BOS must not add one per title.
+        self.full_title_ids: list[list[int]] = tokenizer(spaced, add_special_tokens=False)["input_ids"]
         self.title_ids = [ids[:max_title_tokens] for ids in self.full_title_ids]
-        self.start_ids, self.end_ids = tokenizer.encode(start), tokenizer.encode(end)
-        self.period_ids = tokenizer.encode(".")
+        self.start_ids = tokenizer.encode(start, add_special_tokens=False)
+        self.end_ids = tokenizer.encode(end, add_special_tokens=False)
+        self.period_ids = tokenizer.encode(".", add_special_tokens=False)
 
     def ids(self, history: Sequence[int], target: int | None = None, reserve: int = 0, middle: str = "") -> list[int]:
         """Prompt for ``history`` (item indices, oldest first, ``-1`` padding ignored), ``middle`` text
@@ -177,3 +180,26 @@ def pool_states(hidden: Tensor, mask: Tensor, pooling: Literal["last", "mean"]) 
         last = mask.shape[1] - 1 - mask.flip(1).argmax(1)
         return hidden[torch.arange(len(hidden), device=hidden.device), last]
     return (hidden * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
+
+
+@torch.no_grad()
+def beam_search(
+    model: nn.Module, input_ids: Tensor, attention_mask: Tensor, num_beams: int, **generate_kwargs
+) -> Tensor:
+    """``model.generate`` with beam search, the prompt encoded once per row instead of once per beam.
+
+    ``generate`` repeats each prompt ``num_beams`` times before its first forward pass, so the
+    prompt, by far the longest part, would be encoded ``num_beams`` times. Here the key/value cache
+    of all prompt tokens but the last is computed for the batch, repeated for the beams and handed
+    to ``generate``, which then runs only the last prompt token and the new ones. The output is the
+    same (``tests/test_generative.py`` compares). Prompt-tuned models (virtual tokens) take the plain path.
+    """
+    generate_kwargs.update(num_beams=num_beams, do_sample=False)
+    if num_beams == 1 or input_ids.shape[1] < 2 or is_prompt_tuned(model):
+        return model.generate(input_ids=input_ids, attention_mask=attention_mask, **generate_kwargs)
+    prefix_mask = attention_mask[:, :-1]
+    prefix = model(input_ids=input_ids[:, :-1], attention_mask=prefix_mask, position_ids=positions(prefix_mask),
+                   use_cache=True)  # fmt: skip
+    cache = prefix.past_key_values
+    cache.batch_repeat_interleave(num_beams)
+    return model.generate(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache, **generate_kwargs)

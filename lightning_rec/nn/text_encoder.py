@@ -12,7 +12,6 @@ import hashlib
 import logging
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Literal
 
 import datasets
@@ -20,17 +19,11 @@ import torch
 from torch import Tensor, nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
+from lightning_rec.nn.backbones import default_lora_targets, resolve_backbone
+
 log = logging.getLogger(__name__)
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
 Pooling = Literal["mean", "last"]
-
-
-def resolve_backbone(name_or_path: str) -> str:
-    """A hub name, a local folder, or the name of a folder bundled in ``lightning_rec/assets``."""
-    if not Path(name_or_path).exists() and (ASSETS / name_or_path / "config.json").is_file():
-        return str(ASSETS / name_or_path)
-    return name_or_path
 
 
 def load_backbone(name_or_path: str, pretrained: bool) -> nn.Module:
@@ -42,9 +35,12 @@ def load_backbone(name_or_path: str, pretrained: bool) -> nn.Module:
 
 
 def load_tokenizer(name_or_path: str):
+    """The backbone's tokenizer, padding on the right with a pad token (the end-of-text token where
+    it has none, as GPT-2; padding is masked out). Generation pads on the left by itself."""
     tokenizer = AutoTokenizer.from_pretrained(resolve_backbone(name_or_path))
-    if tokenizer.pad_token is None:  # GPT-2 has none; padding is masked out anyway
+    if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
     return tokenizer
 
 
@@ -67,15 +63,18 @@ def tokenize_texts(texts: Sequence[str], tokenizer, max_length: int) -> tuple[Te
     return columns["input_ids"], columns["attention_mask"]
 
 
-def add_lora(backbone: nn.Module, rank: int, alpha: int, dropout: float, target_modules: Sequence[str]) -> nn.Module:
-    """Wraps ``backbone`` with PEFT LoRA adapters; only the adapters stay trainable."""
+def add_lora(
+    backbone: nn.Module, rank: int, alpha: int, dropout: float, target_modules: Sequence[str] | None = None
+) -> nn.Module:
+    """Wraps ``backbone`` with PEFT LoRA adapters on ``target_modules`` (``None``: the architecture's
+    attention projections, :func:`default_lora_targets`); only the adapters stay trainable."""
     from peft import LoraConfig
 
+    model_type = getattr(backbone.config, "model_type", "")
     # GPT-2's Conv1D stores weights as (in, out): LoRA must know to transpose.
-    fan_in_fan_out = getattr(backbone.config, "model_type", "") == "gpt2"
     config = LoraConfig(
-        r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules),
-        fan_in_fan_out=fan_in_fan_out, bias="none",
+        r=rank, lora_alpha=alpha, lora_dropout=dropout, bias="none", fan_in_fan_out=model_type == "gpt2",
+        target_modules=list(target_modules or default_lora_targets(model_type)),
     )  # fmt: skip
     return apply_peft(backbone, config)
 
@@ -98,7 +97,8 @@ class ItemTextEncoder(nn.Module):
 
     Args:
         item_texts: one text per item index (the data module's ``item_texts``).
-        backbone: hub name (``gpt2``), local path, or ``tiny-gpt2`` (bundled config + real tokenizer).
+        backbone: hub name (``gpt2``), local path, ``tiny-gpt2`` (bundled config + real tokenizer), or
+            ``smollm2-135m`` / a ``.gguf`` file (see :mod:`lightning_rec.nn.backbones`).
         pretrained: load the backbone's weights; ``False`` initialises its configuration randomly.
         pooling: ``last`` (last non-pad token: GPT-2 is causal, so it has read the whole text) or ``mean``.
         max_length: tokens kept per item text.
@@ -107,7 +107,8 @@ class ItemTextEncoder(nn.Module):
         lora_rank: LoRA rank ``r``.
         lora_alpha: LoRA scaling ``alpha``.
         lora_dropout: dropout on the LoRA path.
-        lora_target_modules: module names that get adapters (``c_attn`` for GPT-2).
+        lora_target_modules: module names that get adapters; ``None``: the architecture's default
+            (``c_attn`` for GPT-2, ``q_proj``/``v_proj`` for Llama-style models such as SmolLM2).
         encode_batch_size: items per forward when building the cache.
 
     Example:
@@ -129,7 +130,7 @@ class ItemTextEncoder(nn.Module):
         lora_rank: int = 8,
         lora_alpha: int = 16,
         lora_dropout: float = 0.0,
-        lora_target_modules: Sequence[str] = ("c_attn",),
+        lora_target_modules: Sequence[str] | None = None,
         encode_batch_size: int = 128,
     ) -> None:
         super().__init__()
