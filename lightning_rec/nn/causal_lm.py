@@ -17,6 +17,13 @@ from lightning_rec.nn.text_encoder import add_lora, apply_peft
 
 log = logging.getLogger(__name__)
 
+try:  # transformers 5.2x names the key/value cache ``cache`` (``past_key_values`` before)
+    from transformers.generation.utils import ALL_CACHE_NAMES
+
+    CACHE_KEY = ALL_CACHE_NAMES[0]
+except ImportError:
+    CACHE_KEY = "past_key_values"
+
 PeftMethod = Literal["none", "lora", "prompt"]
 
 
@@ -200,6 +207,6 @@ def beam_search(
     prefix_mask = attention_mask[:, :-1]
     prefix = model(input_ids=input_ids[:, :-1], attention_mask=prefix_mask, position_ids=positions(prefix_mask),
                    use_cache=True)  # fmt: skip
-    cache = prefix.past_key_values
+    cache = prefix[CACHE_KEY]
     cache.batch_repeat_interleave(num_beams)
-    return model.generate(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache, **generate_kwargs)
+    return model.generate(input_ids=input_ids, attention_mask=attention_mask, **{CACHE_KEY: cache}, **generate_kwargs)
