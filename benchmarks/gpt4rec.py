@@ -83,6 +83,8 @@ def main() -> None:
     parser.add_argument("--generator", default="tiny-gpt2", help="tiny-gpt2 (random init), smollm2-135m, or a path")
     parser.add_argument("--lora", action="store_true", help="fine-tune LoRA adapters instead of every weight")
     parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--warmup-steps", type=int, default=100)
+    parser.add_argument("--query-decoding", choices=["beam", "sample"], default="beam")
     parser.add_argument("--eval-batch-size", type=int, default=100, help="users per generation batch")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -93,7 +95,8 @@ def main() -> None:
     pretrained = args.generator != "tiny-gpt2"
     model = GPT4Rec(dm.item_titles, categories, popularity.tolist(), generator=args.generator, pretrained=pretrained,
                     use_peft=args.lora, num_queries=5, max_query_tokens=10, max_title_tokens=12, top_k=TOP_K,
-                    learning_rate=args.learning_rate, warmup_steps=100)  # fmt: skip
+                    learning_rate=args.learning_rate, warmup_steps=args.warmup_steps,
+                    query_decoding=args.query_decoding)  # fmt: skip
     trainer = L.Trainer(max_epochs=args.epochs, max_steps=args.max_steps, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)  # fmt: skip
     start = time.perf_counter()
@@ -124,7 +127,9 @@ def main() -> None:
         else f"{'LoRA' if args.lora else 'all weights'}, {trainer.current_epoch} epochs / {trainer.global_step} steps"
     )  # fmt: skip
     backbone = f"{args.generator} ({'pretrained' if pretrained else 'random init'}, {training})"
-    run = f"{args.generator}|{training.split(',')[0]}"
+    run = f"{args.generator}|{training.split(',')[0]}" + ("|sample" if args.query_decoding == "sample" else "")
+    if args.query_decoding == "sample":
+        backbone += ", queries by nucleus sampling (top-p 0.9)"
     common["run"] = run
     for m in [int(x) for x in args.queries.split(",")]:
         model.hparams.num_queries = m
@@ -141,6 +146,13 @@ def main() -> None:
                      "generation_seconds_per_1000_users": round(1000 * generation[0] / common["test_users"], 1),
                      "train_seconds": round(train_seconds)})  # fmt: skip
         print(json.dumps(rows[-1]), flush=True)
+
+    example = qualitative_example(model, dm, test[0], k1, b, args.dataset, run)
+    print("example:", json.dumps(example, ensure_ascii=False), flush=True)
+    examples_path = RESULTS_DIR / "gpt4rec_examples.json"
+    examples = [e for e in (json.loads(examples_path.read_text()) if examples_path.exists() else [])
+                if (e["dataset"], e["run"]) != (args.dataset, run)]  # fmt: skip
+    examples_path.write_text(json.dumps(examples + [example], indent=1, ensure_ascii=False) + "\n")
 
     index = title_index(dm.item_titles, k1, b)
     order = popularity.argsort(descending=True, stable=True)
@@ -179,6 +191,23 @@ def main() -> None:
     suffix = "" if args.generator == "tiny-gpt2" else f"_{Path(args.generator).stem}"
     plot(rows, RESULTS_DIR / f"gpt4rec_{args.dataset}{suffix}.png", args.dataset)
     print(f"wrote {path}")
+
+
+def qualitative_example(
+    model: GPT4Rec, dm, batch, k1: float, b: float, dataset: str, run: str, queries: int = 5
+) -> dict:
+    """The first test user: history titles, the generated queries and the top five items."""
+    model.hparams.num_queries = queries
+    one = {name: values[:1] for name, values in batch.items()}
+    generated = model.generate_queries(one["history"])
+    top = model.recommend(generated, model.known_items(one), k1, b, count=False)[0, :5].tolist()
+    target = int(one["target_item"][0])
+    return {
+        "dataset": dataset, "run": run,
+        "history": [dm.item_titles[i] for i in one["history"][0].tolist() if i >= 0],
+        "queries": generated[0], "top_5": [dm.item_titles[i] for i in top if i >= 0],
+        "held_out": dm.item_titles[target] if target >= 0 else None,
+    }  # fmt: skip
 
 
 def plot(rows, path: Path, dataset: str) -> None:

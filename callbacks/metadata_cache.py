@@ -52,6 +52,8 @@ class MetadataCacheCallback(Callback):
         cache_dir: folder for cache files.
         switch_at_epoch: first epoch trained with dynamic extraction (``None``: never by epoch).
         switch_at_step: first global step trained with dynamic extraction (``None``: never by step).
+            With both ``None`` the callback is a persistent cache only: the fit trains on cached
+            vectors throughout (the fast strategy), and models with the same backbone share the file.
         save_tuned_cache: write the cache of the fine-tuned model at the end of fit.
 
     Example:
@@ -66,8 +68,6 @@ class MetadataCacheCallback(Callback):
         switch_at_step: int | None = None,
         save_tuned_cache: bool = True,
     ) -> None:
-        if switch_at_epoch is None and switch_at_step is None:
-            raise ValueError("set switch_at_epoch or switch_at_step")
         for name, value in (("switch_at_epoch", switch_at_epoch), ("switch_at_step", switch_at_step)):
             if value is not None and value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
@@ -162,6 +162,8 @@ class MetadataCacheCallback(Callback):
         rank_zero_info(f"metadata cache: training on cached item text embeddings ({self.cache_path})")
 
     def _warn_if_the_switch_cannot_happen(self, trainer: L.Trainer) -> None:
+        if self.switch_at_epoch is None and self.switch_at_step is None:
+            return  # a cache only, by request
         max_epochs = trainer.max_epochs if trainer.max_epochs is not None and trainer.max_epochs >= 0 else None
         max_steps = trainer.max_steps if trainer.max_steps >= 0 else None
         by_epoch = self.switch_at_epoch is not None and (max_epochs is None or self.switch_at_epoch < max_epochs)

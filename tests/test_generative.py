@@ -6,7 +6,7 @@ import torch
 
 from lightning_rec.data_modules import AmazonDataModule, MovieLens1MDataModule
 from lightning_rec.models import GENRE, M6Rec
-from lightning_rec.nn.causal_lm import beam_search, load_causal_lm, pad_left
+from lightning_rec.nn.causal_lm import generate_sharing_prompt, load_causal_lm, pad_left
 
 TITLES = ["Lip Balm", "Lip Gloss", "Hair Oil", "Eye Cream", "Lip Balm"]  # one title twice
 
@@ -112,13 +112,17 @@ def test_genre_rating_task_needs_ratings(color_shops):
 
 
 @pytest.mark.parametrize("backbone", ["tiny-gpt2", "lora"])
-def test_beam_search_sharing_the_prompt_equals_plain_generate(backbone):
+@pytest.mark.parametrize("decoding", ["beam", "sample"])
+def test_generation_sharing_the_prompt_equals_plain_generate(backbone, decoding):
     torch.manual_seed(0)
     model = load_causal_lm("tiny-gpt2", pretrained=False, peft="lora" if backbone == "lora" else "none").eval()
     for parameter in model.parameters():  # LoRA's B starts at zero: make the adapters matter
         parameter.data.normal_(0, 0.5) if parameter.requires_grad else None
     input_ids, attention_mask = pad_left([[40, 588, 257, 2266, 30, 11], [1001, 2002, 3003]], pad_id=50256)
     options = dict(num_return_sequences=4, max_new_tokens=5, pad_token_id=50256, eos_token_id=50256)
-    shared = beam_search(model, input_ids, attention_mask, 4, **options)
-    plain = model.generate(input_ids=input_ids, attention_mask=attention_mask, num_beams=4, do_sample=False, **options)
+    options.update(num_beams=4, do_sample=False) if decoding == "beam" else options.update(do_sample=True, top_p=0.9)
+    torch.manual_seed(1)
+    shared = generate_sharing_prompt(model, input_ids, attention_mask, **options)
+    torch.manual_seed(1)
+    plain = model.generate(input_ids=input_ids, attention_mask=attention_mask, **options)
     assert torch.equal(shared, plain)

@@ -1,6 +1,7 @@
 """GPT4Rec: exact prompt, loss on target tokens only, retrieval/merge rules, a planted query pattern."""
 
 import lightning as L
+import pytest
 import torch
 
 from lightning_rec.data_modules import AmazonDataModule
@@ -71,3 +72,13 @@ def test_generator_learns_to_ask_for_the_users_color(color_shops):
     assert metrics["test/Coverage@10"] > 0.8
     queries = model.generate_queries(torch.tensor([[dm.item_titles.index("amber vase")]]))[0]
     assert "amber" in queries[0]
+
+
+def test_sampled_queries_follow_the_seed_and_unknown_decodings_are_rejected():
+    model = tiny_gpt4rec(["Lip Balm", "Hair Oil", "Eye Cream"], query_decoding="sample", num_queries=3).eval()
+    torch.manual_seed(0)
+    first = model.generate_queries(torch.tensor([[0, 1], [-1, 2]]))
+    torch.manual_seed(0)
+    assert model.generate_queries(torch.tensor([[0, 1], [-1, 2]])) == first and [len(q) for q in first] == [3, 3]
+    with pytest.raises(ValueError, match="query_decoding must be 'beam' or 'sample'"):
+        tiny_gpt4rec(["Lip Balm"], query_decoding="greedy")

@@ -240,3 +240,14 @@ def test_cache_files_hash_any_key_are_rebuilt_on_a_wrong_shape_and_follow_the_um
         )
     assert "corrupt or mismatched" in caplog.text
     assert torch.allclose(torch.load(files[0], weights_only=True)["embeddings"], good)
+
+
+def test_without_a_switch_the_callback_is_a_shared_persistent_cache(dm, tmp_path, recwarn):
+    first, recorder = MetadataCacheCallback(str(tmp_path), switch_at_epoch=None), Recorder()
+    trainer(max_epochs=2, callbacks=[first, recorder]).fit(enhanced(dm), datamodule=dm)
+    assert {mode for _, mode in recorder.modes} == {"cached"} and not first.switched
+    assert not [w for w in recwarn if "can never happen" in str(w.message)]
+    stamp = first.cache_path.stat().st_mtime_ns
+    second = MetadataCacheCallback(str(tmp_path), switch_at_epoch=None)
+    trainer(max_epochs=1, callbacks=[second]).fit(enhanced(dm, use_attention=False), datamodule=dm)
+    assert second.cache_path == first.cache_path and first.cache_path.stat().st_mtime_ns == stamp

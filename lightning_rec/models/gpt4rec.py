@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from typing import Literal
 
 import lightning as L
 import torch
@@ -17,8 +18,8 @@ from lightning_rec.metrics import BeyondAccuracyMetrics, RankingMetrics
 from lightning_rec.models.base import check_hyperparameters, check_sizes_match
 from lightning_rec.nn.causal_lm import (
     TitlePrompts,
-    beam_search,
     context_length,
+    generate_sharing_prompt,
     load_causal_lm,
     pad_left,
     target_labels,
@@ -62,6 +63,10 @@ class GPT4Rec(L.LightningModule):
         max_title_tokens: tokens kept per title in the prompt, so the prompt fits the context.
         num_queries: beams = queries per user (``m``: 1, 5, 10, 20, 40).
         max_query_tokens: longest generated query.
+        query_decoding: ``beam`` (the paper: the ``m`` best beams, deterministic) or ``sample`` (``m``
+            nucleus samples, seeded by torch's generator: more varied when beams are near-duplicates;
+            transformers 5 moved diverse beam search to a Hub repository, so it is not offered offline).
+        sampling_top_p: nucleus mass for ``sample``.
         top_k: cut-offs of Recall@K, Diversity@K, Coverage@K.
         bm25_k1_grid: ``k1`` values tried on validation.
         bm25_b_grid: ``b`` values tried on validation.
@@ -90,6 +95,8 @@ class GPT4Rec(L.LightningModule):
         max_title_tokens: int = 12,
         num_queries: int = 5,
         max_query_tokens: int = 16,
+        query_decoding: Literal["beam", "sample"] = "beam",
+        sampling_top_p: float = 0.9,
         top_k: Sequence[int] = (5, 10, 20, 40),
         bm25_k1_grid: Sequence[float] = (0.9, 1.2, 1.5, 2.0),
         bm25_b_grid: Sequence[float] = (0.5, 0.75, 1.0),
@@ -100,6 +107,8 @@ class GPT4Rec(L.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["item_titles", "item_categories", "item_popularity"])
         check_hyperparameters(self.hparams, "GPT4Rec")
+        if query_decoding not in ("beam", "sample"):
+            raise ValueError(f"query_decoding must be 'beam' or 'sample', got {query_decoding!r}")
         if not item_titles:
             raise ValueError("GPT4Rec needs the item titles (link data.item_titles to the model)")
         self.item_titles = list(item_titles)
@@ -156,14 +165,18 @@ class GPT4Rec(L.LightningModule):
     # ------------------------------------------------------------------ queries and retrieval
     @torch.no_grad()
     def generate_queries(self, histories: Tensor) -> list[list[str]]:
-        """``num_queries`` beam-search queries per user (deterministic), best beam first."""
+        """``num_queries`` queries per user: beam search (deterministic, best beam first) or samples."""
         histories_list = histories.tolist()
         self.counts["empty_history"] += sum(1 for h in histories_list if not any(i >= 0 for i in h))
         prompts = [self.prompt_ids(h) for h in histories_list]
         input_ids, attention_mask = pad_left(prompts, self.tokenizer.pad_token_id, self.device)
         m = self.hparams.num_queries
-        output = beam_search(
-            self.generator, input_ids, attention_mask, m, num_return_sequences=m,
+        if self.hparams.query_decoding == "beam":  # the paper: the m best beams
+            decoding = dict(num_beams=m, do_sample=False)
+        else:  # m independent nucleus samples: more varied queries than near-duplicate beams
+            decoding = dict(do_sample=True, top_p=self.hparams.sampling_top_p, top_k=0)
+        output = generate_sharing_prompt(
+            self.generator, input_ids, attention_mask, num_return_sequences=m, **decoding,
             max_new_tokens=self.hparams.max_query_tokens, pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=self.tokenizer.eos_token_id,
         )  # fmt: skip

@@ -14,8 +14,8 @@ from lightning_rec.models.base import Batch, Recommender, check_per_item, requir
 from lightning_rec.nn.causal_lm import (
     PeftMethod,
     TitlePrompts,
-    beam_search,
     context_length,
+    generate_sharing_prompt,
     last_hidden,
     load_causal_lm,
     pad_left,
@@ -229,8 +229,9 @@ class M6Rec(Recommender):
         def allowed(batch_id: int, ids: Tensor) -> list[int]:
             return self.trie.allowed(ids[prompt_length:].tolist()) or [eos]
 
-        output = beam_search(
-            self.lm, input_ids, attention_mask, beams, num_return_sequences=beams, prefix_allowed_tokens_fn=allowed,
+        output = generate_sharing_prompt(
+            self.lm, input_ids, attention_mask, num_beams=beams, num_return_sequences=beams, do_sample=False,
+            prefix_allowed_tokens_fn=allowed,
             max_new_tokens=max(map(len, self.prompts.full_title_ids)) + 1, pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=eos,
         )  # fmt: skip

@@ -190,23 +190,23 @@ def pool_states(hidden: Tensor, mask: Tensor, pooling: Literal["last", "mean"]) 
 
 
 @torch.no_grad()
-def beam_search(
-    model: nn.Module, input_ids: Tensor, attention_mask: Tensor, num_beams: int, **generate_kwargs
-) -> Tensor:
-    """``model.generate`` with beam search, the prompt encoded once per row instead of once per beam.
+def generate_sharing_prompt(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, **generate_kwargs) -> Tensor:
+    """``model.generate`` with each prompt encoded once instead of once per beam (or per sample).
 
-    ``generate`` repeats each prompt ``num_beams`` times before its first forward pass, so the
-    prompt, by far the longest part, would be encoded ``num_beams`` times. Here the key/value cache
-    of all prompt tokens but the last is computed for the batch, repeated for the beams and handed
-    to ``generate``, which then runs only the last prompt token and the new ones. The output is the
-    same (``tests/test_generative.py`` compares). Prompt-tuned models (virtual tokens) take the plain path.
+    ``generate`` repeats each prompt ``num_beams`` times (``num_return_sequences`` times when
+    sampling) before its first forward pass, so the prompt, by far the longest part, would be encoded
+    that many times. Here the key/value cache of all prompt tokens but the last is computed for the
+    batch, repeated and handed to ``generate``, which then runs only the last prompt token and the new
+    ones. The output is the same (``tests/test_generative.py`` compares). Prompt-tuned models (virtual
+    tokens) take the plain path.
     """
-    generate_kwargs.update(num_beams=num_beams, do_sample=False)
-    if num_beams == 1 or input_ids.shape[1] < 2 or is_prompt_tuned(model):
+    num_beams = generate_kwargs.get("num_beams") or 1
+    copies = num_beams if num_beams > 1 else generate_kwargs.get("num_return_sequences") or 1
+    if copies == 1 or input_ids.shape[1] < 2 or is_prompt_tuned(model):
         return model.generate(input_ids=input_ids, attention_mask=attention_mask, **generate_kwargs)
     prefix_mask = attention_mask[:, :-1]
     prefix = model(input_ids=input_ids[:, :-1], attention_mask=prefix_mask, position_ids=positions(prefix_mask),
                    use_cache=True)  # fmt: skip
     cache = prefix[CACHE_KEY]
-    cache.batch_repeat_interleave(num_beams)
+    cache.batch_repeat_interleave(copies)
     return model.generate(input_ids=input_ids, attention_mask=attention_mask, **{CACHE_KEY: cache}, **generate_kwargs)
