@@ -108,3 +108,47 @@ def test_a_checkpoint_of_another_model_is_an_error_naming_the_keys(tmp_path):
     with pytest.raises(RuntimeError, match=r"Missing key\(s\) in state_dict") as error:
         trainer().test(build(GPT2RecommenderEnhanced, dm), datamodule=dm, ckpt_path=str(tmp_path / "neumf.ckpt"))
     assert "text_projection.weight" in str(error.value) and "Unexpected key(s)" in str(error.value)
+
+
+def dynamic_batch(dm) -> dict:
+    batch = next(iter(dm.train_dataloader()))
+    return {name: values[:32] for name, values in batch.items()}
+
+
+def test_a_text_budget_at_least_the_batch_equals_the_plain_dynamic_step():
+    dm = MovieLens1MDataModule(history_length=4)
+    batch = dynamic_batch(dm)
+    gradients = []
+    for budget in (None, 10_000):
+        model = build(GPT2RecommenderEnhanced, dm, use_cache=False, dynamic_items_per_step=budget).train()
+        loss = model.training_loss(batch)
+        loss.backward()
+        gradients.append((loss.detach(), [p.grad.clone() for p in model.text_encoder.trainable_backbone_parameters()]))
+    (loss_plain, grads_plain), (loss_budget, grads_budget) = gradients
+    assert torch.equal(loss_plain, loss_budget) and all(map(torch.equal, grads_plain, grads_budget))
+
+
+def test_a_small_text_budget_encodes_only_that_many_items_live_and_adapters_still_learn(monkeypatch):
+    dm = MovieLens1MDataModule(history_length=4)
+    model = build(GPT2RecommenderEnhanced, dm, use_cache=False, dynamic_items_per_step=16).train()
+    encoded, encode = [], model.text_encoder.encode
+    monkeypatch.setattr(model.text_encoder, "encode", lambda items: encoded.append(len(items)) or encode(items))
+    model.training_loss(dynamic_batch(dm)).backward()
+    assert encoded == [16] and model.text_encoder.cache is not None  # the other items read the cache
+    assert any(p.grad.abs().sum() > 0 for p in model.text_encoder.trainable_backbone_parameters())
+
+
+def test_the_budgeted_cache_is_refreshed_every_n_steps():
+    dm = MovieLens1MDataModule(history_length=4)
+    model = build(GPT2RecommenderEnhanced, dm, use_cache=False, dynamic_items_per_step=16, refresh_every_n_steps=2,
+                  learning_rate=1e-2)  # fmt: skip
+    caches = []
+
+    class Watch(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            caches.append(pl_module.text_encoder.cache.clone())
+
+    trainer(max_steps=5, limit_val_batches=0, callbacks=[Watch()]).fit(model, datamodule=dm)
+    changed = [not torch.equal(before, after) for before, after in zip(caches, caches[1:])]
+    # Built in the first step, recomputed when global_step is 2 and 4 (the third and fifth batches).
+    assert changed == [False, True, False, True]

@@ -63,6 +63,12 @@ class GPT2RecommenderEnhanced(Recommender):
             GPT-2, ``q_proj``/``v_proj`` for Llama-style models such as SmolLM2).
         contrastive_weight: weight of the ID-text InfoNCE term (0 disables it).
         temperature: InfoNCE temperature.
+        dynamic_items_per_step: in dynamic training, at most this many distinct items of a step (a
+            random subset) go through the live encoder with gradients; the others read the in-memory
+            cache. ``None``: every item, as without a budget.
+        refresh_every_n_steps: with a budget, recompute the in-memory cache with the current adapters
+            at every global step divisible by this while dynamic (it is always recomputed before an
+            evaluation).
         loss: ``bce`` or ``bpr`` over the sampled negatives.
         learning_rate: Adam learning rate.
         weight_decay: Adam weight decay.
@@ -100,6 +106,8 @@ class GPT2RecommenderEnhanced(Recommender):
         lora_target_modules: Sequence[str] | None = None,
         contrastive_weight: float = 0.1,
         temperature: float = 0.1,
+        dynamic_items_per_step: int | None = None,
+        refresh_every_n_steps: int | None = None,
         loss: RecommendationLoss = "bce",
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
@@ -122,17 +130,34 @@ class GPT2RecommenderEnhanced(Recommender):
         self.output = nn.Linear(2 * factor, 1)
         self.contrastive_weight, self.temperature = contrastive_weight, temperature
         self.text_mode: TextMode = "cached" if use_cache else "dynamic"
+        for name, value in (("dynamic_items_per_step", dynamic_items_per_step),
+                            ("refresh_every_n_steps", refresh_every_n_steps)):  # fmt: skip
+            if value is not None and value < 1:
+                raise ValueError(f"{type(self).__name__}: {name} must be >= 1 or None, got {value}")
+        self.dynamic_items_per_step, self.refresh_every_n_steps = dynamic_items_per_step, refresh_every_n_steps
 
     # ------------------------------------------------------------------ text vectors
     def text_memo(self, items: Tensor) -> TextMemo:
         """Text vectors of the distinct non-negative ids in ``items``: each item encoded once."""
         ids = torch.unique(items[items >= 0])
         encoder = self.text_encoder
-        if encoder.cache is not None and not (self.training and self.text_mode == "dynamic"):
+        live = self.training and self.text_mode == "dynamic"
+        budget = self.dynamic_items_per_step
+        if encoder.cache is not None and not live:
             pooled = encoder.cache[ids]
+        elif live and budget is not None and len(ids) > budget:
+            # A random subset trains the adapters this step; the rest read the cache of recent adapters.
+            chosen = torch.randperm(len(ids), device=ids.device)[:budget]
+            pooled = self.text_cache_or_build()[ids].clone()
+            pooled[chosen] = encoder.encode(ids[chosen])
         else:
             pooled = encoder.encode(ids)
         return ids, self.text_projection(pooled)
+
+    def text_cache_or_build(self) -> Tensor:
+        if self.text_encoder.cache is None:
+            self.set_text_cache(self.compute_text_cache())
+        return self.text_encoder.cache
 
     @staticmethod
     def lookup(memo: TextMemo, items: Tensor) -> Tensor:
@@ -205,6 +230,14 @@ class GPT2RecommenderEnhanced(Recommender):
     def on_fit_start(self) -> None:
         if self.text_mode == "cached" and self.text_encoder.cache is None:
             rank_zero_info("computing item text embeddings in memory (add MetadataCacheCallback to reuse them)")
+            self.set_text_cache(self.compute_text_cache())
+
+    def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
+        every = self.refresh_every_n_steps
+        if (
+            every is not None and self.dynamic_items_per_step is not None and self.text_mode == "dynamic"
+            and self.global_step > 0 and self.global_step % every == 0
+        ):  # fmt: skip
             self.set_text_cache(self.compute_text_cache())
 
     def _refresh_for_evaluation(self) -> None:
