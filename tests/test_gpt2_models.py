@@ -152,3 +152,15 @@ def test_the_budgeted_cache_is_refreshed_every_n_steps():
     changed = [not torch.equal(before, after) for before, after in zip(caches, caches[1:])]
     # Built in the first step, recomputed when global_step is 2 and 4 (the third and fifth batches).
     assert changed == [False, True, False, True]
+
+
+def test_a_dynamic_fit_on_the_top_block_only_trains_its_adapters():
+    dm = MovieLens1MDataModule(history_length=4)
+    model = build(GPT2RecommenderEnhanced, dm, use_cache=False, dynamic_layers=1, dynamic_items_per_step=32,
+                  learning_rate=1e-2)  # fmt: skip
+    before = {n: p.detach().clone() for n, p in model.text_encoder.backbone.named_parameters() if p.requires_grad}
+    assert before and all(".h.1." in name for name in before)  # tiny-gpt2 has blocks 0 and 1
+    trainer(max_steps=3, limit_val_batches=0).fit(model, datamodule=dm)
+    after = dict(model.text_encoder.backbone.named_parameters())
+    assert any(not torch.equal(after[name], value) for name, value in before.items())
+    assert model.text_encoder.lower_states.shape[:2] == (dm.num_items, 16)

@@ -1,6 +1,10 @@
+from pathlib import Path
+
 import pytest
 import torch
+from transformers import AutoConfig, AutoModel, LlamaConfig
 
+from lightning_rec.nn.backbones import resolve_backbone
 from lightning_rec.nn.fusion import CrossAttentionFusion
 from lightning_rec.nn.losses import info_nce
 from lightning_rec.nn.text_encoder import ItemTextEncoder, load_tokenizer
@@ -103,3 +107,37 @@ def test_info_nce_known_value_and_alignment():
     aligned = info_nce(first, first + 0.01 * torch.randn(16, 8))
     shuffled = info_nce(first, first[torch.randperm(16)])
     assert aligned < shuffled
+
+
+def save_random_backbone(directory, config) -> str:
+    """A random model of ``config`` saved with the real GPT-2 tokenizer files, as a "pretrained" folder."""
+    torch.manual_seed(0)
+    AutoModel.from_config(config).save_pretrained(directory)
+    for name in ("vocab.json", "merges.txt", "tokenizer_config.json"):
+        (directory / name).write_bytes((Path(resolve_backbone("tiny-gpt2")) / name).read_bytes())
+    return str(directory)
+
+
+@pytest.mark.parametrize("architecture", ["gpt2", "llama"])
+def test_running_only_the_top_blocks_on_cached_lower_states_equals_the_full_pass(architecture, tmp_path):
+    if architecture == "gpt2":
+        config = AutoConfig.from_pretrained(resolve_backbone("tiny-gpt2"), n_layer=4)
+    else:
+        config = LlamaConfig(vocab_size=50257, hidden_size=32, intermediate_size=64, num_hidden_layers=4,
+                             num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64)  # fmt: skip
+    backbone = save_random_backbone(tmp_path / architecture, config)
+    texts = ["Toy Story (1995) | Comedy", "Heat (1995) | Crime|Thriller", "a", "Lip balm with a long name " * 3]
+    full = ItemTextEncoder(texts, backbone, pretrained=True, pooling="mean", max_length=12).eval()
+    split = ItemTextEncoder(texts, backbone, pretrained=True, pooling="mean", max_length=12, use_peft=True,
+                            dynamic_layers=1).eval()  # fmt: skip
+    adapted = {name.split(".lora_")[0] for name, p in split.backbone.named_parameters() if p.requires_grad}
+    assert adapted and all(".3." in name for name in adapted)  # LoRA only in the top block
+    items = torch.tensor([3, 0, 2])
+    expected, got = full.encode(items), split.encode(items)  # LoRA's B starts at zero: same function
+    assert split.lower_states.dtype == torch.bfloat16 and split.lower_states.shape == (4, 12, config.hidden_size)
+    assert torch.allclose(got, expected, atol=0.01 * expected.abs().max().item())  # bf16 lower states
+    assert split.cache_key() != full.cache_key()
+    # Gradients reach the top block's adapters through the skipped-layer pass.
+    split.train()
+    split.encode(items).sum().backward()
+    assert all(p.grad is not None for p in split.trainable_backbone_parameters())

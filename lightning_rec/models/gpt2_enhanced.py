@@ -69,6 +69,8 @@ class GPT2RecommenderEnhanced(Recommender):
         refresh_every_n_steps: with a budget, recompute the in-memory cache with the current adapters
             at every global step divisible by this while dynamic (it is always recomputed before an
             evaluation).
+        dynamic_layers: run only the top ``dynamic_layers`` backbone blocks live (LoRA goes there only);
+            the frozen lower blocks' outputs per item token are computed once. ``None``: all blocks.
         loss: ``bce`` or ``bpr`` over the sampled negatives.
         learning_rate: Adam learning rate.
         weight_decay: Adam weight decay.
@@ -108,6 +110,7 @@ class GPT2RecommenderEnhanced(Recommender):
         temperature: float = 0.1,
         dynamic_items_per_step: int | None = None,
         refresh_every_n_steps: int | None = None,
+        dynamic_layers: int | None = None,
         loss: RecommendationLoss = "bce",
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
@@ -120,6 +123,7 @@ class GPT2RecommenderEnhanced(Recommender):
         self.text_encoder = ItemTextEncoder(
             item_texts or [], backbone, pretrained, pooling, max_length, freeze=freeze_backbone,
             use_peft=use_peft, lora_rank=lora_rank, lora_alpha=lora_alpha, lora_target_modules=lora_target_modules,
+            dynamic_layers=dynamic_layers,
         )  # fmt: skip
         self.text_projection = nn.Linear(self.text_encoder.hidden_size, factor)
         self.user_embedding = normal_embedding(num_users, factor)

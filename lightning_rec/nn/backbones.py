@@ -15,6 +15,7 @@ LoRA targets and padding depend on the architecture, not on GPT-2 habits: see
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import hashlib
@@ -26,6 +27,7 @@ import uuid
 from pathlib import Path
 
 import torch
+from torch import Tensor, nn
 
 log = logging.getLogger(__name__)
 
@@ -147,3 +149,52 @@ def default_lora_targets(model_type: str) -> tuple[str, ...]:
             "set lora_target_modules"
         )
     return LORA_TARGETS[model_type]
+
+
+def transformer_layers(model: nn.Module) -> nn.ModuleList:
+    """The stack of transformer blocks of a backbone (GPT-2 ``h``, Llama ``layers``, BERT ``encoder.layer``)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    for path in ("h", "layers", "encoder.layer", "model.layers", "transformer.h"):
+        module = base
+        for part in path.split("."):
+            module = getattr(module, part, None)
+        if isinstance(module, nn.ModuleList):
+            return module
+    raise ValueError(
+        f"cannot find the transformer blocks of {type(base).__name__} (looked for h, layers, encoder.layer)"
+    )
+
+
+def blocks_name(model: nn.Module) -> str:
+    """The attribute name of the block stack (``h``, ``layers``, ``layer``), as PEFT's ``layers_pattern``."""
+    blocks = transformer_layers(model)
+    return next(name for name, module in model.named_modules() if module is blocks).rsplit(".", 1)[-1]
+
+
+class PassThrough(nn.Module):
+    """Stands in for a block whose output is already known: returns its input states unchanged."""
+
+    def forward(self, hidden_states: Tensor, *args, **kwargs) -> Tensor:
+        return hidden_states
+
+
+@contextlib.contextmanager
+def lower_layers_skipped(layers: nn.ModuleList, split: int, states: Tensor):
+    """Inside, a forward pass skips blocks ``0..split-1`` and block ``split`` reads ``states`` (their
+    known output) instead: masks, rotary or absolute positions and the final norm stay the model's own."""
+
+    def inject(module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        if args:
+            return (states, *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": states}
+
+    originals = [layers[i] for i in range(split)]
+    handle = layers[split].register_forward_pre_hook(inject, with_kwargs=True)
+    try:
+        for i in range(split):
+            layers[i] = PassThrough()
+        yield
+    finally:
+        handle.remove()
+        for i, block in enumerate(originals):
+            layers[i] = block

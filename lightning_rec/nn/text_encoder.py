@@ -19,7 +19,13 @@ import torch
 from torch import Tensor, nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-from lightning_rec.nn.backbones import default_lora_targets, resolve_backbone
+from lightning_rec.nn.backbones import (
+    blocks_name,
+    default_lora_targets,
+    lower_layers_skipped,
+    resolve_backbone,
+    transformer_layers,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +70,16 @@ def tokenize_texts(texts: Sequence[str], tokenizer, max_length: int) -> tuple[Te
 
 
 def add_lora(
-    backbone: nn.Module, rank: int, alpha: int, dropout: float, target_modules: Sequence[str] | None = None
+    backbone: nn.Module,
+    rank: int,
+    alpha: int,
+    dropout: float,
+    target_modules: Sequence[str] | None = None,
+    layers: Sequence[int] | None = None,
 ) -> nn.Module:
     """Wraps ``backbone`` with PEFT LoRA adapters on ``target_modules`` (``None``: the architecture's
-    attention projections, :func:`default_lora_targets`); only the adapters stay trainable."""
+    attention projections, :func:`default_lora_targets`) of the blocks in ``layers`` (``None``: all);
+    only the adapters stay trainable."""
     from peft import LoraConfig
 
     model_type = getattr(backbone.config, "model_type", "")
@@ -75,6 +87,8 @@ def add_lora(
     config = LoraConfig(
         r=rank, lora_alpha=alpha, lora_dropout=dropout, bias="none", fan_in_fan_out=model_type == "gpt2",
         target_modules=list(target_modules or default_lora_targets(model_type)),
+        layers_to_transform=None if layers is None else list(layers),
+        layers_pattern=None if layers is None else blocks_name(backbone),
     )  # fmt: skip
     return apply_peft(backbone, config)
 
@@ -90,6 +104,7 @@ def apply_peft(model: nn.Module, config) -> nn.Module:
 
 def _drop_cache(encoder: ItemTextEncoder, incompatible_keys) -> None:
     encoder.set_cache(None)
+    encoder.lower_states = None
 
 
 class ItemTextEncoder(nn.Module):
@@ -110,6 +125,9 @@ class ItemTextEncoder(nn.Module):
         lora_target_modules: module names that get adapters; ``None``: the architecture's default
             (``c_attn`` for GPT-2, ``q_proj``/``v_proj`` for Llama-style models such as SmolLM2).
         encode_batch_size: items per forward when building the cache.
+        dynamic_layers: run only the top ``dynamic_layers`` blocks live; the lower blocks must be frozen
+            (LoRA then goes to the top blocks only), so their output per item token never changes and is
+            computed once (kept in bf16 in memory). ``None``: every block, as without a split.
 
     Example:
         >>> encoder = ItemTextEncoder(["Toy Story (1995) | Comedy", "Heat (1995) | Crime"],
@@ -132,6 +150,7 @@ class ItemTextEncoder(nn.Module):
         lora_dropout: float = 0.0,
         lora_target_modules: Sequence[str] | None = None,
         encode_batch_size: int = 128,
+        dynamic_layers: int | None = None,
     ) -> None:
         super().__init__()
         if not item_texts:
@@ -148,9 +167,20 @@ class ItemTextEncoder(nn.Module):
         model = load_backbone(backbone, pretrained)
         if freeze or use_peft:
             model.requires_grad_(False)
-        self.backbone = add_lora(model, lora_rank, lora_alpha, lora_dropout, lora_target_modules) if use_peft else model
+        num_layers = model.config.num_hidden_layers
+        if dynamic_layers is not None and not 1 <= dynamic_layers <= num_layers:
+            raise ValueError(f"dynamic_layers must be in 1..{num_layers} (the backbone's blocks), got {dynamic_layers}")
+        #: Blocks below this index are frozen and skipped in live passes (0: no split).
+        self.split_layer = num_layers - dynamic_layers if dynamic_layers is not None else 0
+        if self.split_layer and not (freeze or use_peft):
+            raise ValueError("dynamic_layers below the full depth needs frozen lower blocks: set freeze or use_peft")
+        top = range(self.split_layer, num_layers) if self.split_layer else None
+        self.backbone = (
+            add_lora(model, lora_rank, lora_alpha, lora_dropout, lora_target_modules, top) if use_peft else model
+        )
         self.hidden_size = model.config.hidden_size
         self.register_buffer("cache", None, persistent=False)
+        self.register_buffer("lower_states", None, persistent=False)
         # A cache belongs to the weights it was computed from: loading other weights drops it.
         self.register_load_state_dict_post_hook(_drop_cache)
 
@@ -166,7 +196,13 @@ class ItemTextEncoder(nn.Module):
         mask = self.attention_mask[items]
         length = int(mask.sum(1).max())  # trim padding shared by the whole batch
         mask = mask[:, :length]
-        hidden = self.backbone(input_ids=self.input_ids[items, :length], attention_mask=mask).last_hidden_state
+        inputs = {"input_ids": self.input_ids[items, :length], "attention_mask": mask}
+        if self.split_layer:
+            states = self.frozen_lower_states()[items, :length].to(self.backbone.dtype)
+            with lower_layers_skipped(transformer_layers(self.backbone), self.split_layer, states):
+                hidden = self.backbone(**inputs).last_hidden_state
+        else:
+            hidden = self.backbone(**inputs).last_hidden_state
         if self.pooling == "last":
             return hidden[torch.arange(len(items), device=hidden.device), mask.sum(1) - 1]
         weights = mask.unsqueeze(-1).to(hidden.dtype)
@@ -176,6 +212,23 @@ class ItemTextEncoder(nn.Module):
         """Pooled backbone states ``[N, hidden]`` for item indices ``[N]``, each distinct item run once."""
         unique, inverse = torch.unique(items, return_inverse=True)
         return self._pool(unique)[inverse]
+
+    @torch.no_grad()
+    def frozen_lower_states(self) -> Tensor:
+        """Input states of block ``split_layer`` for every item token ``[num_items, max_length, hidden]``
+        (bf16), from one pass over the catalog; right padding leaves the real tokens' states unchanged."""
+        if self.lower_states is None:
+            was_training = self.training
+            self.eval()
+            chunks = []
+            for start in range(0, self.num_items, self.encode_batch_size):
+                items = slice(start, start + self.encode_batch_size)
+                output = self.backbone(input_ids=self.input_ids[items], attention_mask=self.attention_mask[items],
+                                       output_hidden_states=True)  # fmt: skip
+                chunks.append(output.hidden_states[self.split_layer].to(torch.bfloat16))
+            self.train(was_training)
+            self.lower_states = torch.cat(chunks)
+        return self.lower_states
 
     @torch.no_grad()
     def compute_cache(self) -> Tensor:
@@ -201,9 +254,9 @@ class ItemTextEncoder(nn.Module):
         """Hash of everything the cached vectors depend on: backbone identity and weights (adapters
         included), pooling, max length and the item texts."""
         digest = hashlib.sha256()
-        digest.update(
-            f"{self.backbone_name}|{self.pretrained}|{self.pooling}|{self.max_length}|{self.texts_digest}".encode()
-        )
+        header = f"{self.backbone_name}|{self.pretrained}|{self.pooling}|{self.max_length}|{self.texts_digest}"
+        # Vectors through the split read bf16 lower states, so they differ (slightly) from unsplit ones.
+        digest.update((header + (f"|split{self.split_layer}" if self.split_layer else "")).encode())
         for name, tensor in self.backbone.state_dict().items():
             digest.update(name.encode())
             digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
