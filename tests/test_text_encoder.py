@@ -5,6 +5,7 @@ import torch
 from transformers import AutoConfig, AutoModel, LlamaConfig
 
 from lightning_rec.nn.backbones import resolve_backbone
+from lightning_rec.nn.causal_lm import load_causal_lm
 from lightning_rec.nn.fusion import CrossAttentionFusion
 from lightning_rec.nn.losses import info_nce
 from lightning_rec.nn.text_encoder import ItemTextEncoder, load_tokenizer
@@ -141,3 +142,11 @@ def test_running_only_the_top_blocks_on_cached_lower_states_equals_the_full_pass
     split.train()
     split.encode(items).sum().backward()
     assert all(p.grad is not None for p in split.trainable_backbone_parameters())
+
+
+def test_pretrained_backbones_train_in_train_mode(tmp_path):
+    # from_pretrained returns eval mode and Lightning keeps each module's mode: dropout would stay off.
+    backbone = save_random_backbone(tmp_path / "gpt2", AutoConfig.from_pretrained(resolve_backbone("tiny-gpt2")))
+    encoder = ItemTextEncoder(TEXTS, backbone, pretrained=True)
+    assert all(module.training for module in encoder.modules())
+    assert all(module.training for module in load_causal_lm(backbone, pretrained=True).modules())

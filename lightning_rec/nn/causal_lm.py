@@ -39,7 +39,7 @@ def load_causal_lm(
     ``peft``: LoRA adapters or prompt tuning (``num_virtual_tokens`` learned input vectors)."""
     path = resolve_backbone(name_or_path)
     model = (
-        AutoModelForCausalLM.from_pretrained(path)
+        AutoModelForCausalLM.from_pretrained(path).train()  # eval mode otherwise: see load_backbone
         if pretrained
         else AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path))
     )

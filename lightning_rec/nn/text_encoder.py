@@ -36,7 +36,9 @@ def load_backbone(name_or_path: str, pretrained: bool) -> nn.Module:
     """Pretrained weights by name/path, or a random initialisation of that configuration."""
     path = resolve_backbone(name_or_path)
     if pretrained:
-        return AutoModel.from_pretrained(path)
+        # from_pretrained returns eval mode, and Lightning keeps each module's mode: without train() the
+        # backbone's dropout would stay off while the recommender trains.
+        return AutoModel.from_pretrained(path).train()
     return AutoModel.from_config(AutoConfig.from_pretrained(path))
 
 
