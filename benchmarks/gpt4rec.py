@@ -188,8 +188,9 @@ def main() -> None:
         "generation_seconds_per_1000_users",
     ]
     print(markdown_table(rows, columns))
-    suffix = "" if args.generator == "tiny-gpt2" else f"_{Path(args.generator).stem}"
-    plot(rows, RESULTS_DIR / f"gpt4rec_{args.dataset}{suffix}.png", args.dataset)
+    # One figure per run: generator and training (zero-shot, LoRA, ...) in the name and the title.
+    slug = "" if run == "tiny-gpt2|all weights" else "_" + run.replace("|", "_").replace(" ", "-").lower()
+    plot(rows, RESULTS_DIR / f"gpt4rec_{args.dataset}{slug}.png", f"{args.dataset}, {backbone}")
     print(f"wrote {path}")
 
 
@@ -210,7 +211,7 @@ def qualitative_example(
     }  # fmt: skip
 
 
-def plot(rows, path: Path, dataset: str) -> None:
+def plot(rows, path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -222,7 +223,7 @@ def plot(rows, path: Path, dataset: str) -> None:
                 linestyle="--" if "GPT4Rec" not in row["model"] else "-")  # fmt: skip
     ax.set_xlabel("K")
     ax.set_ylabel("Recall@K (full ranking)")
-    ax.set_title(f"GPT4Rec on {dataset}: Recall@K by number of queries m")
+    ax.set_title(f"GPT4Rec, {title}", fontsize=8)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
