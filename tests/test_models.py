@@ -7,7 +7,7 @@ import torch
 
 from lightning_rec.callbacks import TopKPredictionWriter
 from lightning_rec.data_modules import MovieLens1MDataModule, MovieLens100KDataModule
-from lightning_rec.models import GMF, MFBPR, MLP, ItemPop, NeuMF, SASRec
+from lightning_rec.models import GMF, MFBPR, MLP, GPT2RecommenderEnhanced, ItemPop, NeuMF, SASRec
 from tests.conftest import write_ml100k
 
 MODELS = {
@@ -151,3 +151,8 @@ def test_users_whose_held_out_item_never_occurs_in_training_count_as_misses(tmp_
     top = scores.topk(3, dim=1).indices
     hits = (top == batch["target_item"][rankable].unsqueeze(1)).any(1).sum().item()
     assert results["test/full/HR@3"] == pytest.approx(hits / 13)
+
+
+def test_optional_limits_are_checked_by_name_too():
+    with pytest.raises(ValueError, match="dynamic_items_per_step must be an integer >= 1 or None, got 0"):
+        GPT2RecommenderEnhanced(2, 3, ["a", "b", "c"], backbone="tiny-gpt2", pretrained=False, dynamic_items_per_step=0)

@@ -210,6 +210,8 @@ NON_NEGATIVE = (
     "weight_decay", "contrastive_weight", "generation_weight", "click_weight", "rating_weight", "category_weight",
     "warmup_steps", "max_history",
 )  # fmt: skip
+#: As AT_LEAST_ONE, where ``None`` means "no limit".
+AT_LEAST_ONE_OR_NONE = ("dynamic_items_per_step", "refresh_every_n_steps", "dynamic_layers")
 POSITIVE = ("learning_rate", "temperature", "lora_alpha")
 PROBABILITY = ("dropout", "mask_probability")
 
@@ -230,6 +232,10 @@ def check_hyperparameters(hparams: Mapping[str, Any], owner: str) -> None:
     for name in AT_LEAST_ONE:
         if name in hparams and not (isinstance(hparams[name], int) and hparams[name] >= 1):
             fail(name, "an integer >= 1")
+    for name in AT_LEAST_ONE_OR_NONE:
+        value = hparams.get(name)
+        if value is not None and not (isinstance(value, int) and value >= 1):
+            fail(name, "an integer >= 1 or None")
     for name in NON_NEGATIVE:
         if name in hparams and not hparams[name] >= 0:
             fail(name, ">= 0")

@@ -134,10 +134,6 @@ class GPT2RecommenderEnhanced(Recommender):
         self.output = nn.Linear(2 * factor, 1)
         self.contrastive_weight, self.temperature = contrastive_weight, temperature
         self.text_mode: TextMode = "cached" if use_cache else "dynamic"
-        for name, value in (("dynamic_items_per_step", dynamic_items_per_step),
-                            ("refresh_every_n_steps", refresh_every_n_steps)):  # fmt: skip
-            if value is not None and value < 1:
-                raise ValueError(f"{type(self).__name__}: {name} must be >= 1 or None, got {value}")
         self.dynamic_items_per_step, self.refresh_every_n_steps = dynamic_items_per_step, refresh_every_n_steps
 
     # ------------------------------------------------------------------ text vectors
