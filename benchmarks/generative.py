@@ -25,11 +25,15 @@ import lightning as L
 from benchmarks.common import RESULTS_DIR, fit_and_test, markdown_table, result_rows
 from benchmarks.gpt2_movielens import minilm_path
 from lightning_rec.data_modules import AmazonDataModule, MovieLens100KDataModule
-from lightning_rec.models import GENRE, M6Rec
+from lightning_rec.models import GENRE, ItemPop, M6Rec
+
+EVAL_BATCH_SIZE = 100  # with --test-users: the first test users, in whole batches of this size
 
 
 def build_datamodule(args, batch_size: int):
-    kwargs = dict(batch_size=batch_size, eval_batch_size=256, history_length=15, num_negatives=4, seed=args.seed)
+    eval_batch_size = EVAL_BATCH_SIZE if args.test_users else 256
+    kwargs = dict(batch_size=batch_size, eval_batch_size=eval_batch_size, history_length=15, num_negatives=4,
+                  seed=args.seed)  # fmt: skip
     if args.dataset == "ml-100k":
         return MovieLens100KDataModule(args.data, **kwargs)
     data = Path(args.data)
@@ -58,10 +62,19 @@ def main() -> None:
     parser.add_argument("--m6rec-peft", choices=["none", "lora", "prompt"], default="none")
     parser.add_argument("--m6rec-batch-size", type=int, default=64)
     parser.add_argument("--m6rec-lr", type=float, default=3e-3)
-    parser.add_argument("--models", default="GENRE-single,GENRE-multi,M6Rec")
+    parser.add_argument("--models", default="GENRE-single,GENRE-multi,M6Rec", help="also: ItemPop")
+    parser.add_argument(
+        "--test-users",
+        type=int,
+        default=0,
+        help=f"test on the first N test users (a multiple of {EVAL_BATCH_SIZE}; 0: all)",
+    )
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
 
+    if args.test_users % EVAL_BATCH_SIZE:
+        raise SystemExit(f"--test-users must be a multiple of {EVAL_BATCH_SIZE}, got {args.test_users}")
+    limit = {"limit_test_batches": args.test_users // EVAL_BATCH_SIZE} if args.test_users else {}
     rows = []
     for name in args.models.split(","):
         L.seed_everything(args.seed)
@@ -76,7 +89,7 @@ def main() -> None:
             if name == "GENRE-multi" and tasks == "click":
                 print(f"{args.dataset} has neither ratings nor categories: GENRE-multi would repeat GENRE-single")
                 continue
-            run = fit_and_test(model, dm, args.epochs)
+            run = fit_and_test(model, dm, args.epochs, **limit)
             extra = {"epochs": args.epochs, "tasks": tasks, "backbone": "all-MiniLM-L6-v2 (pretrained, frozen)"}
         elif name == "M6Rec":
             dm = build_datamodule(args, batch_size=args.m6rec_batch_size)
@@ -84,28 +97,36 @@ def main() -> None:
             model = M6Rec(dm.num_users, dm.num_items, dm.item_titles, dm.item_texts, backbone=args.m6rec_backbone,
                           pretrained=pretrained, peft=args.m6rec_peft, pooling="mean", max_history=15,
                           max_item_tokens=16, learning_rate=args.m6rec_lr)  # fmt: skip
-            run = fit_and_test(model, dm, epochs=1, max_steps=args.m6rec_steps)
+            run = fit_and_test(model, dm, epochs=1, max_steps=args.m6rec_steps, **limit)
             if pretrained:
                 name = f"M6Rec[{args.m6rec_backbone},{args.m6rec_peft}]"
             extra = {"steps": args.m6rec_steps, "batch_size": args.m6rec_batch_size, "tasks": "scoring + generation",
                      "backbone": f"{args.m6rec_backbone} ({'pretrained' if pretrained else 'random init'}, "
                                  f"peft {args.m6rec_peft})"}  # fmt: skip
+        elif name == "ItemPop":  # the floor, on the same test users
+            dm = build_datamodule(args, batch_size=256)
+            run = fit_and_test(ItemPop(dm.num_users, dm.num_items), dm, epochs=1, **limit)
+            extra = {"epochs": 1, "tasks": "popularity", "backbone": "none"}
         else:
             raise SystemExit(f"unknown model {name!r}")
         split = "leave-one-out by time" if args.dataset == "ml-100k" else "leave-one-out by position"
-        new = result_rows(args.dataset, name, run, seed=args.seed, split=split, **extra)
+        test_users = args.test_users or "all"
+        new = result_rows(args.dataset, name, run, seed=args.seed, split=split, test_users=test_users, **extra)
         rows += new
         for row in new:
             print(json.dumps(row), f"({time.perf_counter() - start:.0f} s)", flush=True)
 
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / "generative.json"
-    done = {(r["dataset"], r["model"]) for r in rows}
-    kept = [
-        r for r in (json.loads(path.read_text()) if path.exists() else []) if (r["dataset"], r["model"]) not in done
-    ]
+
+    def key(row: dict) -> tuple:
+        return row["dataset"], row["model"], row.get("test_users", "all")
+
+    done = {key(r) for r in rows}
+    kept = [r for r in (json.loads(path.read_text()) if path.exists() else []) if key(r) not in done]
     path.write_text(json.dumps(kept + rows, indent=1) + "\n")
-    print(markdown_table(rows, ["dataset", "model", "protocol", "HR@10", "NDCG@10", "seconds_per_epoch", "tasks"]))
+    columns = ["dataset", "model", "protocol", "test_users", "HR@10", "NDCG@10", "seconds_per_epoch", "tasks"]
+    print(markdown_table(rows, columns))
     print(f"wrote {path}")
 
 

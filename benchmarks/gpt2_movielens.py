@@ -265,12 +265,19 @@ def main() -> None:
         print(markdown_table(summary, ["model", "protocol", "seed", "HR@10", "HR@10 sd", "NDCG@10", "NDCG@10 sd",
                                        "seconds_per_epoch"]))  # fmt: skip
         plot_strategies(summary, RESULTS_DIR / f"{stem}.png")
-    # One flat list of rows per dataset; a rerun of a part replaces only that part's rows.
+    # One flat list of rows per dataset. A rerun of a part replaces that part's rows for the seeds it ran
+    # (speed: all of them) and keeps its other seeds; the means over seeds are recomputed from what is kept.
     kept = json.loads(path.read_text()) if path.exists() else []
     run_name = f"{args.part}[{args.backbone}]"
-    kept = [r for r in kept if r.get("run") != run_name]
     for row in rows:
         row["run"] = run_name
+    if args.part != "speed":
+        ran = {(r["model"], r["seed"]) for r in per_seed}
+        earlier = [r for r in kept if r.get("run") == run_name and isinstance(r["seed"], int)
+                   and (r["model"], r["seed"]) not in ran]  # fmt: skip
+        per_seed = earlier + per_seed
+        rows = per_seed + [{**r, "run": run_name} for r in summarise(per_seed)]
+    kept = [r for r in kept if r.get("run") != run_name]
     path.write_text(json.dumps(kept + rows, indent=1) + "\n")
     print(f"wrote {path}")
 

@@ -127,7 +127,9 @@ def main() -> None:
         else f"{'LoRA' if args.lora else 'all weights'}, {trainer.current_epoch} epochs / {trainer.global_step} steps"
     )  # fmt: skip
     backbone = f"{args.generator} ({'pretrained' if pretrained else 'random init'}, {training})"
-    run = f"{args.generator}|{training.split(',')[0]}" + ("|sample" if args.query_decoding == "sample" else "")
+    # Runs that differ in how much they trained are different runs (each keeps its rows and figure).
+    prompts = "" if args.max_steps == 0 else f" {trainer.global_step * args.batch_size} prompts"
+    run = f"{args.generator}|{training.split(',')[0]}{prompts}" + ("|sample" if args.query_decoding == "sample" else "")
     if args.query_decoding == "sample":
         backbone += ", queries by nucleus sampling (top-p 0.9)"
     common["run"] = run

@@ -12,6 +12,8 @@ Batches are ``dict[str, Tensor]``:
   ``candidate_items`` ``[B, 1 + num_eval_negatives]`` (target first, then negatives the user never
   interacted with, fixed by the seed); with the ``full`` protocol ``seen_mask`` ``[B, num_items]``
   (items the user had before the target, to be excluded from the ranking).
+- cold start (``cold_item_fraction`` > 0, ``test_on="cold"``): test batches as above, with each user's
+  cold test item as ``target_item``; see :class:`InteractionDataModule`.
 - predict: ``user`` ``[B]``, ``seen_mask`` ``[B, num_items]`` (every item the user is known to have:
   train, validation and test, so recommendations are new to the user).
 - with ``history_length`` > 0 every batch also has ``history`` ``[B, history_length]``: the user's
@@ -42,13 +44,15 @@ from lightning_rec.data.negatives import (
     sample_distinct_negatives,
     sample_negatives,
 )
-from lightning_rec.data.splits import drop_short_users, leave_one_out
+from lightning_rec.data.splits import drop_short_users, hold_out_items, latest_per_user, leave_one_out
 from lightning_rec.data.tables import InteractionLog
 
 log = logging.getLogger(__name__)
 
 EvalProtocol = Literal["sampled", "full"]
 TrainMode = Literal["pairs", "sequences"]
+ColdRanking = Literal["all", "cold"]
+TestOn = Literal["warm", "cold"]
 
 
 class InteractionDataModule(L.LightningDataModule):
@@ -68,6 +72,17 @@ class InteractionDataModule(L.LightningDataModule):
             user with the latest ``history_length + 1`` items, for sequence models).
         seed: fixes the split where no order is known, the training negatives of each epoch and
             the evaluation candidates (identical across models for the same seed).
+        cold_item_fraction: cold-start protocol: hold out this seeded share of the items with all their
+            interactions (0 turns it off). Held-out (cold) items stay in the vocabulary, after the warm
+            ones, with their text; training, its negatives, validation and the ``warm`` test see warm
+            items only (cold items are masked out of their rankings). ID models give cold items the mean
+            of their trained item vectors (:meth:`Recommender.fill_untrained_items`).
+        cold_ranking: what the ``cold`` test ranks each cold target against: ``all`` items (sampled
+            negatives from all items) or ``cold`` items only. The user's other cold interactions are
+            masked and never drawn as negatives; training and validation items are masked as usual.
+        test_on: ``warm`` (the leave-one-out test on warm items) or ``cold`` (each user's latest
+            interaction with a cold item, seeded random where the log has no order, after all of the
+            user's warm interactions as history; users without one are not tested).
     """
 
     def __init__(
@@ -81,6 +96,9 @@ class InteractionDataModule(L.LightningDataModule):
         history_length: int = 0,
         train_mode: TrainMode = "pairs",
         seed: int = 42,
+        cold_item_fraction: float = 0.0,
+        cold_ranking: ColdRanking = "all",
+        test_on: TestOn = "warm",
     ) -> None:
         super().__init__()
         for name, value, least in (
@@ -107,6 +125,17 @@ class InteractionDataModule(L.LightningDataModule):
             raise ValueError("train_mode='sequences' needs history_length > 0 (the maximum sequence length)")
         self.train_mode = train_mode
         self.seed = seed
+        if not (isinstance(cold_item_fraction, (int, float)) and 0 <= cold_item_fraction < 1):
+            raise ValueError(f"cold_item_fraction must be in [0, 1), got {cold_item_fraction!r}")
+        if cold_ranking not in ("all", "cold"):
+            raise ValueError(f"cold_ranking must be 'all' or 'cold', got {cold_ranking!r}")
+        if test_on not in ("warm", "cold"):
+            raise ValueError(f"test_on must be 'warm' or 'cold', got {test_on!r}")
+        if test_on == "cold" and not cold_item_fraction:
+            raise ValueError("test_on='cold' needs cold items: set cold_item_fraction > 0 (for example 0.2)")
+        self.cold_item_fraction = float(cold_item_fraction)
+        self.cold_ranking = cold_ranking
+        self.test_on = test_on
 
     # ------------------------------------------------------------------ what subclasses provide
     def load_log(self) -> InteractionLog:
@@ -122,9 +151,14 @@ class InteractionDataModule(L.LightningDataModule):
     def data(self) -> EncodedInteractions:
         """Parsed, split and encoded on first use, so the CLI can link sizes before ``setup``."""
         parsed = self.preprocess(self.load_log())
-        interactions = drop_short_users(parsed.interactions, self.min_user_interactions, parsed.name)
+        interactions, cold, cold_test = parsed.interactions, None, None
+        if self.cold_item_fraction:
+            interactions, cold = hold_out_items(interactions, self.cold_item_fraction, self.seed, parsed.name)
+        interactions = drop_short_users(interactions, self.min_user_interactions, parsed.name)
         train, validation, test = leave_one_out(interactions, parsed.ordering, self.seed)
-        data = encode(train, validation, test, parsed.items, parsed.name)
+        if cold is not None:
+            cold_test = cold[latest_per_user(cold, parsed.ordering, self.seed)]
+        data = encode(train, validation, test, parsed.items, parsed.name, cold, cold_test)
         data.ordering = parsed.ordering
         log.info(
             "%s: %d users, %d items, %d train interactions, split by %s",
@@ -139,6 +173,11 @@ class InteractionDataModule(L.LightningDataModule):
     @property
     def num_items(self) -> int:
         return self.data.num_items
+
+    @property
+    def num_warm_items(self) -> int:
+        """Items with training interactions (indices ``0..num_warm_items-1``); all of them unless cold start."""
+        return self.data.num_warm_items
 
     @property
     def ordering(self) -> str:
@@ -174,12 +213,20 @@ class InteractionDataModule(L.LightningDataModule):
 
     @cached_property
     def train_pairs(self) -> InteractionSet:
-        return InteractionSet(self.data.train_users, self.data.train_items, self.num_items)
+        # Negatives come from warm items: a cold item must not be trained on, even as a negative.
+        return InteractionSet(self.data.train_users, self.data.train_items, self.num_warm_items)
 
     @cached_property
     def all_pairs(self) -> InteractionSet:
-        """Every known interaction: the sampled protocol's negatives avoid all of them."""
-        return InteractionSet(*self.data.history("predict"), self.num_items)
+        """Every known warm interaction: the sampled protocol's negatives (warm items) avoid all of them."""
+        return InteractionSet(*self.data.history("predict"), self.num_warm_items)
+
+    @cached_property
+    def cold_items_mask(self) -> Tensor | None:
+        """``[num_items]`` True for cold items (masked out of warm rankings); ``None`` without cold start."""
+        if not self.data.num_cold_items:
+            return None
+        return torch.arange(self.num_items) >= self.num_warm_items
 
     def setup(self, stage: str) -> None:
         self.data  # noqa: B018 - parse once per process, before the loaders ask
@@ -245,30 +292,73 @@ class InteractionDataModule(L.LightningDataModule):
         users = torch.nonzero((targets >= 0) | unrankable).squeeze(1)
         columns = {"user": users, "target_item": targets[users]}
         if "sampled" in self.eval_protocols:
-            try:
-                negatives = sample_distinct_negatives(
-                    users, self.num_eval_negatives, self.all_pairs, seed=self.seed + (1 if stage == "validate" else 2)
-                )
-            except TooFewUnseenItems as err:
-                raw = [str(data.user_ids[user]) for user in err.users[:10]]
-                raise ValueError(
-                    f"{len(err.users)} users have fewer than num_eval_negatives={self.num_eval_negatives} items they "
-                    f"never interacted with (user ids {raw}{' ...' if len(err.users) > 10 else ''}): lower "
-                    "num_eval_negatives or leave 'sampled' out of eval_protocols"
-                ) from None
+            seed = self.seed + (1 if stage == "validate" else 2)
+            negatives = self._eval_negatives(users, self.all_pairs, seed)
             columns["candidate_items"] = torch.cat([targets[users].unsqueeze(1), negatives], dim=1)
-        return self._user_loader(columns, csr(*self.data.history(stage), self.num_users), "full" in self.eval_protocols)
+        known = csr(*self.data.history(stage), self.num_users)
+        return self._user_loader(columns, known, "full" in self.eval_protocols, always_masked=self.cold_items_mask)
 
-    def _user_loader(self, columns: Batch, known: tuple[Tensor, Tensor], mask_known: bool) -> DataLoader:
-        """Batches of users with, as asked, the mask of their known items and their latest items."""
+    def _eval_negatives(
+        self, users: Tensor, exclude: InteractionSet, seed: int, offset: int = 0, pool: str = "items"
+    ) -> Tensor:
+        """Distinct negatives per user from ``offset + [0, exclude.num_items)`` (the ``pool``), avoiding ``exclude``."""
+        try:
+            return offset + sample_distinct_negatives(users, self.num_eval_negatives, exclude, seed=seed)
+        except TooFewUnseenItems as err:
+            raw = [str(self.data.user_ids[user]) for user in err.users[:10]]
+            raise ValueError(
+                f"{len(err.users)} users have fewer than num_eval_negatives={self.num_eval_negatives} {pool} they "
+                f"never interacted with (user ids {raw}{' ...' if len(err.users) > 10 else ''}): lower "
+                "num_eval_negatives or leave 'sampled' out of eval_protocols"
+            ) from None
+
+    def _cold_test_loader(self) -> DataLoader:
+        """Each user's cold test item, ranked against all items or the cold ones (``cold_ranking``)."""
+        data, warm = self.data, self.num_warm_items
+        users = torch.nonzero(data.cold_test_items >= 0).squeeze(1)
+        targets = data.cold_test_items[users]
+        columns = {"user": users, "target_item": targets}
+        # Every warm interaction (train, validation, test) is known when cold items are tested: the
+        # history and the mask. The user's other cold items are positives too: masked, never negatives.
+        warm_users, warm_items = data.history("predict")
+        other = data.cold_items != data.cold_test_items[data.cold_users]
+        other_users, other_items = data.cold_users[other], data.cold_items[other]
+        if "sampled" in self.eval_protocols:
+            seed = self.seed + 3
+            if self.cold_ranking == "cold":
+                exclude = InteractionSet(data.cold_users, data.cold_items - warm, data.num_cold_items)
+                negatives = self._eval_negatives(users, exclude, seed, offset=warm, pool="cold items")
+            else:
+                exclude = InteractionSet(torch.cat([warm_users, data.cold_users]),
+                                         torch.cat([warm_items, data.cold_items]), self.num_items)  # fmt: skip
+                negatives = self._eval_negatives(users, exclude, seed)
+            columns["candidate_items"] = torch.cat([targets.unsqueeze(1), negatives], dim=1)
+        masked = csr(torch.cat([warm_users, other_users]), torch.cat([warm_items, other_items]), self.num_users)
+        warm_catalog = torch.arange(self.num_items) < warm if self.cold_ranking == "cold" else None
+        history = csr(warm_users, warm_items, self.num_users)
+        return self._user_loader(columns, masked, "full" in self.eval_protocols, history, warm_catalog)
+
+    def _user_loader(
+        self,
+        columns: Batch,
+        known: tuple[Tensor, Tensor],
+        mask_known: bool,
+        history: tuple[Tensor, Tensor] | None = None,
+        always_masked: Tensor | None = None,
+    ) -> DataLoader:
+        """Batches of users with, as asked, the mask of their known items (plus ``always_masked``
+        items) and their latest items (from ``history``, by default from ``known``)."""
         indptr, items = known
+        history_indptr, history_items = history or known
 
         def finish(batch: Batch) -> Batch:
             users = batch["user"]
             if mask_known:
-                batch["seen_mask"] = dense_mask(indptr, items, users, self.num_items)
+                seen = dense_mask(indptr, items, users, self.num_items)
+                batch["seen_mask"] = seen if always_masked is None else seen | always_masked
             if self.history_length:
-                batch["history"] = latest_items(indptr, items, users, indptr[users + 1], self.history_length)
+                end = history_indptr[users + 1]
+                batch["history"] = latest_items(history_indptr, history_items, users, end, self.history_length)
             return batch
 
         stream = BatchStream(len(columns["user"]), self.eval_batch_size, lambda epoch: columns, finish)
@@ -278,7 +368,7 @@ class InteractionDataModule(L.LightningDataModule):
         return self._eval_loader("validate")
 
     def test_dataloader(self) -> DataLoader:
-        return self._eval_loader("test")
+        return self._cold_test_loader() if self.test_on == "cold" else self._eval_loader("test")
 
     def predict_dataloader(self) -> DataLoader:
         known = csr(*self.data.history("predict"), self.num_users)

@@ -29,6 +29,11 @@ class EncodedInteractions:
             training: no model can rank it, so evaluation counts the user as a miss.
         ordering: how each user's interactions were ordered for the split.
         train_ratings: explicit rating of each training interaction, where the dataset has them.
+        num_cold_items: cold start: the last ``num_cold_items`` item indices are items held out of
+            training with all their interactions (in the vocabulary for their text, never trained on).
+        cold_users, cold_items: cold start: every (user, cold item) interaction of a user in the vocabulary.
+        cold_test_items: cold start: ``[U]`` each user's cold test item (their latest interaction with a
+            cold item), ``-1`` where the user has none.
     """
 
     user_ids: np.ndarray
@@ -42,6 +47,10 @@ class EncodedInteractions:
     test_unrankable: Tensor
     ordering: Ordering = "time"
     train_ratings: Tensor | None = None
+    num_cold_items: int = 0
+    cold_users: Tensor | None = None
+    cold_items: Tensor | None = None
+    cold_test_items: Tensor | None = None
 
     @property
     def num_users(self) -> int:
@@ -50,6 +59,11 @@ class EncodedInteractions:
     @property
     def num_items(self) -> int:
         return len(self.items)
+
+    @property
+    def num_warm_items(self) -> int:
+        """Items with training interactions come first in the vocabulary: indices ``0..num_warm_items-1``."""
+        return self.num_items - self.num_cold_items
 
     def item_popularity(self) -> Tensor:
         """Training interactions per item."""
@@ -68,15 +82,28 @@ class EncodedInteractions:
 
 
 def encode(
-    train: pd.DataFrame, validation: pd.DataFrame, test: pd.DataFrame, items: pd.DataFrame, name: str = ""
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    test: pd.DataFrame,
+    items: pd.DataFrame,
+    name: str = "",
+    cold: pd.DataFrame | None = None,
+    cold_test: pd.DataFrame | None = None,
 ) -> EncodedInteractions:
     """Builds the item vocabulary from ``train`` alone and encodes all three splits with it.
 
     A held-out interaction with an item never seen in training cannot be scored by an ID model, and
     adding the item to the vocabulary would leak catalog knowledge; its user stays in the evaluation
-    and counts as a miss (logged count).
+    and counts as a miss (logged count). The exception is the cold-start protocol: the items of
+    ``cold`` (every interaction with the held-out items; ``cold_test`` the test rows among them) are
+    added after the training items, deliberately, so text models can score them.
     """
     item_vocab = pd.Index(np.sort(train["item_id"].unique()))
+    num_cold_items = 0
+    if cold is not None:
+        cold_vocab = np.sort(cold["item_id"].unique())
+        num_cold_items = len(cold_vocab)
+        item_vocab = item_vocab.append(pd.Index(cold_vocab))
     user_vocab = pd.Index(train["user_id"].unique())
     train_users = torch.as_tensor(user_vocab.get_indexer(train["user_id"]), dtype=torch.long)
     train_items = torch.as_tensor(item_vocab.get_indexer(train["item_id"]), dtype=torch.long)
@@ -111,6 +138,24 @@ def encode(
     table = table.reset_index().rename(columns={"index": "item_id"})
     val_items, val_unrankable = held_out(validation, "validation")
     test_items, test_unrankable = held_out(test, "test")
+    cold_columns = {}
+    if cold is not None:
+        users = user_vocab.get_indexer(cold["user_id"])
+        known = users >= 0
+        if not known.all():
+            log.warning(
+                "%s: %d cold interactions of %d users without training interactions are left out",
+                name, int((~known).sum()), cold.loc[~known, "user_id"].nunique(),
+            )  # fmt: skip
+        cold_items = torch.as_tensor(item_vocab.get_indexer(cold["item_id"])[known], dtype=torch.long)
+        cold_test_items = torch.full((len(user_vocab),), -1, dtype=torch.long)
+        test_users = user_vocab.get_indexer(cold_test["user_id"])
+        has_user = test_users >= 0
+        cold_test_items[torch.as_tensor(test_users[has_user])] = torch.as_tensor(
+            item_vocab.get_indexer(cold_test["item_id"])[has_user], dtype=torch.long
+        )
+        cold_columns = dict(num_cold_items=num_cold_items, cold_users=torch.as_tensor(users[known]),
+                            cold_items=cold_items, cold_test_items=cold_test_items)  # fmt: skip
     return EncodedInteractions(
         user_ids=user_vocab.to_numpy(),
         items=table[["item_id", "title", "categories", "text"]],
@@ -122,4 +167,5 @@ def encode(
         val_unrankable=val_unrankable,
         test_unrankable=test_unrankable,
         train_ratings=torch.tensor(train["rating"].to_numpy(dtype=np.float32)) if "rating" in train else None,
+        **cold_columns,
     )

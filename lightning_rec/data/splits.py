@@ -80,3 +80,36 @@ def leave_one_out(
     from_end = frame.groupby("user_id", sort=False).cumcount(ascending=False).to_numpy()
     frame = frame.drop(columns="_row")
     return frame[from_end >= 2], frame[from_end == 1], frame[from_end == 0]
+
+
+def hold_out_items(
+    interactions: pd.DataFrame, fraction: float, seed: int, name: str = ""
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Cold start: a seeded ``fraction`` of the items leaves training with all its interactions.
+
+    Returns:
+        ``(warm, cold)``: the interactions with the kept items and those with the held-out ones.
+    """
+    items = np.sort(interactions["item_id"].unique())
+    count = int(round(fraction * len(items)))
+    if not 0 < count < len(items):
+        raise ValueError(f"{name}: cold_item_fraction={fraction} holds out {count} of {len(items)} items")
+    cold_items = np.random.default_rng(seed).choice(items, size=count, replace=False)
+    is_cold = interactions["item_id"].isin(cold_items).to_numpy()
+    log.info(
+        "%s: held out %d of %d items (cold) with their %d interactions",
+        name, count, len(items), int(is_cold.sum()),
+    )  # fmt: skip
+    return interactions[~is_cold], interactions[is_cold]
+
+
+def latest_per_user(interactions: pd.DataFrame, ordering: Ordering, seed: int = 0) -> pd.Series:
+    """A boolean mask over ``interactions``: each user's latest one (seeded random where unordered)."""
+    frame = interactions.assign(_row=np.arange(len(interactions)))
+    if ordering == "none":
+        frame = frame.assign(order=np.random.default_rng(seed).permutation(len(frame)))
+    frame = frame.sort_values(["user_id", "order", "_row"], kind="stable")
+    is_latest = frame.groupby("user_id", sort=False).cumcount(ascending=False).to_numpy() == 0
+    mask = np.zeros(len(frame), dtype=bool)
+    mask[frame["_row"].to_numpy()[is_latest]] = True
+    return pd.Series(mask, index=interactions.index)

@@ -83,6 +83,35 @@ class Recommender(L.LightningModule):
         blocks = [self.score(users, block.expand(len(users), -1), history) for block in all_items.split(chunk)]
         return torch.cat(blocks, dim=1)
 
+    # ------------------------------------------------------------------ cold start
+    def item_id_parameters(self) -> list[nn.Parameter]:
+        """Parameters with a learned row per item index, catalog first (ID embeddings, item biases); ``[]``
+        for models whose items are only text or counts."""
+        return []
+
+    @torch.no_grad()
+    def fill_untrained_items(self, num_trained_items: int) -> None:
+        """Sets the rows of items ``num_trained_items..num_items-1`` (the cold-start protocol's held-out
+        items, never in training) in every :meth:`item_id_parameters` table to the mean of the trained
+        rows: an average item, instead of a random initialisation no training ever moved."""
+        for parameter in self.item_id_parameters():
+            parameter[num_trained_items : self.num_items] = parameter[:num_trained_items].mean(0)
+
+    def _fill_cold_items(self) -> None:
+        # The data module says how many items had training interactions (all of them unless cold start).
+        trained = getattr(self.trainer.datamodule, "num_warm_items", self.num_items)
+        if trained < self.num_items:
+            self.fill_untrained_items(trained)
+
+    def on_validation_start(self) -> None:
+        self._fill_cold_items()
+
+    def on_test_start(self) -> None:
+        self._fill_cold_items()
+
+    def on_predict_start(self) -> None:
+        self._fill_cold_items()
+
     # ------------------------------------------------------------------ training
     def training_loss(self, batch: Batch) -> Tensor:
         # One call for positives and negatives, so shared work (e.g. text encoding) runs once.

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from lightning_rec.models.base import Batch, Recommender, require_history, require_sequences
 from lightning_rec.nn.sequence import ItemSequenceEncoder
@@ -69,6 +69,9 @@ class BERT4Rec(Recommender):
         history = require_history(history, self)[:, -(self.encoder.max_length - 1) :]
         mask_column = torch.full_like(history[:, :1], self.encoder.mask_item)
         return self.encoder(torch.cat([history, mask_column], dim=1))[:, -1]
+
+    def item_id_parameters(self) -> list[nn.Parameter]:
+        return [self.encoder.item_embedding.weight]  # the catalog's rows come first
 
     def score(self, users: Tensor, items: Tensor, history: Tensor | None = None) -> Tensor:
         return dot_scores(self.user_vectors(history), self.encoder.output_embeddings(), items)

@@ -69,6 +69,9 @@ class ContentRec(Recommender):
     def item_vectors(self) -> Tensor:
         return self.projection(self.item_text_vectors)
 
+    def item_id_parameters(self) -> list[nn.Parameter]:
+        return [self.item_bias]
+
     def score(self, users: Tensor, items: Tensor, history: Tensor | None = None) -> Tensor:
         item_vectors = self.item_vectors()
         user_vectors = history_mean(item_vectors, require_history(history, self))

@@ -82,6 +82,9 @@ class FMBPR(Recommender):
         linear = self.item_bias + (self.category_bias[self.category_ids.clamp(min=0)] * weights).sum(1)
         return summed, linear + pairwise
 
+    def item_id_parameters(self) -> list[nn.Parameter]:
+        return [self.item_factors.weight, self.item_bias]
+
     def score(self, users: Tensor, items: Tensor, history: Tensor | None = None) -> Tensor:
         vectors, item_terms = self.item_side()
         user_vectors = self.user_factors(users).unsqueeze(1)

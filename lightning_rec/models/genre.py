@@ -122,6 +122,9 @@ class GENRE(Recommender):
         scalars = torch.stack([cosine, category_match, self.item_log_popularity[items]], dim=-1)
         return torch.cat([text_interaction, id_interaction, scalars], dim=-1)
 
+    def item_id_parameters(self) -> list[nn.Parameter]:
+        return [self.item_embedding.weight]
+
     def score(self, users: Tensor, items: Tensor, history: Tensor | None = None) -> Tensor:
         """Click logits ``theta^T f(x) + b``."""
         return self.click_head(self.pair_features(users, items, require_history(history, self))).squeeze(-1)

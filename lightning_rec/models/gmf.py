@@ -59,6 +59,9 @@ class GMF(Recommender):
         self.branch = GMFBranch(num_users, num_items, factor)
         self.output = nn.Linear(factor, 1)
 
+    def item_id_parameters(self) -> list[nn.Parameter]:
+        return [self.branch.item_embedding.weight]
+
     def score(self, users: Tensor, items: Tensor, history: Tensor | None = None) -> Tensor:
         return self.output(self.branch(users, items)).squeeze(-1)
 

@@ -165,6 +165,9 @@ class GPT2RecommenderEnhanced(Recommender):
         return vectors[torch.searchsorted(ids, items.clamp(min=0))]
 
     # ------------------------------------------------------------------ scoring
+    def item_id_parameters(self) -> list[nn.Parameter]:
+        return [self.item_embedding.weight]
+
     def score_with_attention(
         self, users: Tensor, items: Tensor, history: Tensor | None = None, memo: TextMemo | None = None
     ) -> tuple[Tensor, Tensor | None]:

@@ -47,6 +47,9 @@ class MFBPR(Recommender):
         self.item_embedding = normal_embedding(num_items, factor)
         self.item_bias = nn.Parameter(torch.zeros(num_items))
 
+    def item_id_parameters(self) -> list[nn.Parameter]:
+        return [self.item_embedding.weight, self.item_bias]
+
     def score(self, users: Tensor, items: Tensor, history: Tensor | None = None) -> Tensor:
         user_vectors = self.user_embedding(users).unsqueeze(1)
         return (user_vectors * self.item_embedding(items)).sum(-1) + self.item_bias[items]

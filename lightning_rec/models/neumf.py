@@ -81,6 +81,9 @@ class NeuMF(Recommender):
         model.init_from_pretrained(gmf, mlp, alpha)
         return model
 
+    def item_id_parameters(self) -> list[nn.Parameter]:
+        return [self.gmf.item_embedding.weight, self.mlp.item_embedding.weight]
+
     def score(self, users: Tensor, items: Tensor, history: Tensor | None = None) -> Tensor:
         features = torch.cat([self.gmf(users, items), self.mlp(users, items)], dim=-1)
         return self.output(features).squeeze(-1)

@@ -7,7 +7,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from lightning_rec.models.base import Batch, Recommender, require_history, require_sequences
 from lightning_rec.nn.sequence import ItemSequenceEncoder
@@ -68,6 +68,9 @@ class SASRec(Recommender):
     def user_vectors(self, history: Tensor) -> Tensor:
         """The hidden state after the latest item: ``[B, dim]``."""
         return self.encoder(history)[:, -1]
+
+    def item_id_parameters(self) -> list[nn.Parameter]:
+        return [self.encoder.item_embedding.weight]  # the catalog's rows come first
 
     def score(self, users: Tensor, items: Tensor, history: Tensor | None = None) -> Tensor:
         vectors = self.user_vectors(require_history(history, self))

@@ -61,6 +61,9 @@ class YouTubeDNN(Recommender):
     def user_vectors(self, history: Tensor | None) -> Tensor:
         return self.user_tower(history_mean(self.history_embedding.weight, require_history(history, self)))
 
+    def item_id_parameters(self) -> list[nn.Parameter]:
+        return [self.history_embedding.weight, self.output_embedding.weight]
+
     def score(self, users: Tensor, items: Tensor, history: Tensor | None = None) -> Tensor:
         return dot_scores(self.user_vectors(history), self.output_embedding.weight, items)
 
