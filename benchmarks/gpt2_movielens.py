@@ -68,6 +68,12 @@ def build(name: str, backbone: str, dm, factor: int, lr: float, **enhanced):
     )  # fmt: skip
 
 
+def dynamic_limits(args) -> dict:
+    """The enhanced model's affordable dynamic phase: top blocks live, a text budget per step."""
+    return {"dynamic_layers": args.dynamic_layers, "dynamic_items_per_step": args.dynamic_items_per_step,
+            "refresh_every_n_steps": args.refresh_every}  # fmt: skip
+
+
 def peak_memory_mb() -> float:
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**20
@@ -81,16 +87,20 @@ def run_quality(args, names: list[str], backbone: str, figure: Path | None = Non
         dm = build_datamodule(args, seed=seed, history_length=args.history_length)
         for name in names:
             L.seed_everything(seed)
-            model = build(name, backbone, dm, args.factor, args.lr)
+            live = name in ("Enhanced-hybrid", "Enhanced-peft")  # the affordable dynamic phase's limits
+            model = build(name, backbone, dm, args.factor, args.lr, **(dynamic_limits(args) if live else {}))
             # Cached text vectors on disk, shared by the models that read the same frozen backbone.
             callbacks = [] if name == "NeuMF" else [MetadataCacheCallback(args.cache_dir, switch_at_epoch=None)]
             if name == "Enhanced-hybrid":  # cached epochs, then dynamic LoRA for the last one
                 callbacks = [MetadataCacheCallback(args.cache_dir, switch_at_epoch=args.epochs - 1)]
+            start = time.perf_counter()
             run = fit_and_test(model, dm, args.epochs, callbacks=callbacks)
+            fit_seconds = time.perf_counter() - start - run["test_seconds"]
             label = name if name == "NeuMF" else f"{name}[{backbone}]"
             rows += result_rows(args.dataset, label, run, epochs=args.epochs, seed=seed, split=args.split,
                                 backbone="none" if name == "NeuMF" else backbone, factor=args.factor,
-                                peak_memory_mb=round(peak_memory_mb()))  # fmt: skip
+                                fit_seconds=round(fit_seconds), peak_memory_mb=round(peak_memory_mb()),
+                                **(dynamic_limits(args) if live else {}))  # fmt: skip
             print(json.dumps(rows[-1]), flush=True)
             if figure is not None and name == "Enhanced-fast":
                 plot_attention(model, dm, figure)
@@ -106,12 +116,13 @@ def run_speed(args, backbone: str) -> list[dict]:
     steps_per_epoch = len(dm.train_dataloader())
     rows = []
     # Peak RSS only grows within a process: the cheaper modes go first, so each row's peak is its own or lower.
-    for mode in ("cached", "dynamic-split", "dynamic"):
+    for mode in [m for m in ("cached", "dynamic-split", "dynamic") if m in args.modes.split(",")]:
         L.seed_everything(0)
         split = mode == "dynamic-split"
         model = build("Enhanced-hybrid", backbone, dm, args.factor, args.lr,
                       dynamic_layers=args.dynamic_layers if split else None,
-                      dynamic_items_per_step=args.dynamic_items_per_step if split else None)  # fmt: skip
+                      dynamic_items_per_step=args.dynamic_items_per_step if split else None,
+                      refresh_every_n_steps=args.refresh_every if split else None)  # fmt: skip
         start = time.perf_counter()
         model.set_text_cache(model.compute_text_cache())  # one catalog pass (with the split: the lower states too)
         setup_seconds = time.perf_counter() - start
@@ -132,10 +143,13 @@ def run_speed(args, backbone: str) -> list[dict]:
         })  # fmt: skip
         print(json.dumps(rows[-1]), flush=True)
         del model, trainer
-    cached = rows[0]["seconds_per_step"]
-    for row in rows[1:]:
-        row["over_cached"] = round(row["seconds_per_step"] / cached, 1)
-    rows[1]["dynamic_over_split"] = round(rows[2]["seconds_per_step"] / rows[1]["seconds_per_step"], 1)
+    by_mode = {row["text_mode"]: row for row in rows}
+    if "cached" in by_mode:
+        for row in rows:
+            row["over_cached"] = round(row["seconds_per_step"] / by_mode["cached"]["seconds_per_step"], 1)
+    if "dynamic" in by_mode and "dynamic-split" in by_mode:
+        ratio = by_mode["dynamic"]["seconds_per_step"] / by_mode["dynamic-split"]["seconds_per_step"]
+        by_mode["dynamic-split"]["dynamic_over_split"] = round(ratio, 1)
     return rows
 
 
@@ -233,8 +247,22 @@ def main() -> None:
     parser.add_argument("--backbone", choices=BACKBONES, default="minilm")
     parser.add_argument("--models", default="", help="comma-separated subset of the part's models (default: all)")
     parser.add_argument("--timing-steps", type=int, default=10)
-    parser.add_argument("--dynamic-layers", type=int, default=1, help="speed: top blocks run live in the split mode")
-    parser.add_argument("--dynamic-items-per-step", type=int, default=256, help="speed: live items per step (split)")
+    parser.add_argument(
+        "--dynamic-layers", type=int, default=1, help="top blocks run live (speed: split mode; hybrid and peft fits)"
+    )
+    parser.add_argument(
+        "--dynamic-items-per-step",
+        type=int,
+        default=256,
+        help="live items per step (speed: split mode; hybrid and peft fits)",
+    )
+    parser.add_argument(
+        "--refresh-every",
+        type=int,
+        default=None,
+        help="refresh the in-memory text cache every N dynamic steps (default: before evaluation only)",
+    )
+    parser.add_argument("--modes", default="cached,dynamic-split,dynamic", help="speed: which text modes to time")
     parser.add_argument("--cache-dir", default=".cache/lightning_rec")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -269,6 +297,8 @@ def main() -> None:
     # (speed: all of them) and keeps its other seeds; the means over seeds are recomputed from what is kept.
     kept = json.loads(path.read_text()) if path.exists() else []
     run_name = f"{args.part}[{args.backbone}]"
+    if args.part == "speed" and args.batch_size != 256:
+        run_name = f"speed[{args.backbone}, batch {args.batch_size}]"
     for row in rows:
         row["run"] = run_name
     if args.part != "speed":
