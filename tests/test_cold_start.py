@@ -99,3 +99,21 @@ def test_id_models_give_cold_items_the_mean_trained_vector_and_text_ranks_them()
     metrics = trainer.test(text, datamodule=dm, verbose=False)[0]
     chance = 10 / dm.data.num_cold_items  # HR@10 of a random order of the cold items (fewer after masking)
     assert metrics["test/full/HR@10"] > 2 * chance
+
+
+def test_the_command_line_fits_on_warm_items_and_tests_on_cold_ones(tmp_path, monkeypatch):
+    from lightning_rec.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    cold = ["--data.init_args.cold_item_fraction", "0.2", "--data.init_args.num_eval_negatives", "20"]
+    quiet = ["--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false"]
+    cli = main(["fit", "--config", "neumf.yaml", *cold, *quiet])
+    checkpoint = cli.trainer.checkpoint_callback.best_model_path
+    test = main(["test", "--config", "neumf.yaml", *cold, *quiet, "--ckpt_path", checkpoint,
+                 "--data.init_args.test_on", "cold", "--data.init_args.cold_ranking", "cold"])  # fmt: skip
+    warm = test.datamodule.num_warm_items
+    assert warm < test.model.num_items
+    # The checkpoint's cold rows were never trained; the test gave them the trained rows' mean.
+    table = test.model.gmf.item_embedding.weight
+    assert torch.allclose(table[warm:], table[:warm].mean(0).expand_as(table[warm:]))
+    assert test.trainer.callback_metrics["test/full/HR@10"] == 0.0  # all cold items tie for an ID model
