@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import platform
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Timer
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, Timer
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PROTOCOL_NAMES = {"sampled": "sampled-99", "full": "full"}
@@ -21,19 +23,40 @@ def fit_and_test(
     datamodule: L.LightningDataModule,
     epochs: int,
     callbacks: list[L.Callback] | None = None,
+    patience: int | None = None,
+    monitor: str = "val/sampled/NDCG@10",
     **trainer_kwargs: Any,
 ) -> dict[str, Any]:
-    """Trains for ``epochs`` without validation, tests, and returns metrics plus seconds per epoch."""
+    """Trains for ``epochs`` and tests; returns metrics, seconds per epoch, epochs run and the best epoch.
+
+    Without ``patience`` there is no validation and the last weights are tested. With it, validation
+    runs every epoch, training stops after ``patience`` epochs without a better ``monitor`` (at most
+    ``epochs``), and the best epoch's checkpoint is tested.
+    """
     timer = Timer()
+    extra: list[L.Callback] = []
+    if patience is not None:
+        checkpoint = ModelCheckpoint(dirpath=tempfile.mkdtemp(prefix="bench-ckpt-"), monitor=monitor, mode="max")
+        extra = [EarlyStopping(monitor=monitor, mode="max", patience=patience), checkpoint]
     trainer = L.Trainer(
-        max_epochs=epochs, limit_val_batches=0, logger=False, enable_checkpointing=False,
-        enable_model_summary=False, enable_progress_bar=False, callbacks=[timer, *(callbacks or [])], **trainer_kwargs,
+        max_epochs=epochs, limit_val_batches=0 if patience is None else 1.0, logger=False,
+        enable_checkpointing=patience is not None, enable_model_summary=False, enable_progress_bar=False,
+        callbacks=[timer, *(callbacks or []), *extra], num_sanity_val_steps=0, **trainer_kwargs,
     )  # fmt: skip
     trainer.fit(model, datamodule=datamodule)
-    seconds_per_epoch = timer.time_elapsed("train") / max(1, trainer.current_epoch)
+    epochs_run = max(1, trainer.current_epoch)
+    seconds_per_epoch = timer.time_elapsed("train") / epochs_run
     start = time.perf_counter()
-    metrics = trainer.test(model, datamodule=datamodule, verbose=False)[0]
-    return {"metrics": metrics, "seconds_per_epoch": seconds_per_epoch, "test_seconds": time.perf_counter() - start}
+    best = {}
+    if patience is None:
+        metrics = trainer.test(model, datamodule=datamodule, verbose=False)[0]
+    else:
+        metrics = trainer.test(model, datamodule=datamodule, ckpt_path="best", verbose=False)[0]
+        best_epoch = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)["epoch"]
+        best = {"best_epoch": best_epoch, "best_val": round(float(checkpoint.best_model_score), 4)}
+        shutil.rmtree(checkpoint.dirpath, ignore_errors=True)
+    return {"metrics": metrics, "seconds_per_epoch": seconds_per_epoch, "test_seconds": time.perf_counter() - start,
+            "epochs_run": epochs_run, **best}  # fmt: skip
 
 
 def result_rows(dataset: str, model: str, run: dict[str, Any], **extra: Any) -> list[dict[str, Any]]:

@@ -91,15 +91,19 @@ def run_quality(args, names: list[str], backbone: str, figure: Path | None = Non
             model = build(name, backbone, dm, args.factor, args.lr, **(dynamic_limits(args) if live else {}))
             # Cached text vectors on disk, shared by the models that read the same frozen backbone.
             callbacks = [] if name == "NeuMF" else [MetadataCacheCallback(args.cache_dir, switch_at_epoch=None)]
-            if name == "Enhanced-hybrid":  # cached epochs, then dynamic LoRA for the last one
-                callbacks = [MetadataCacheCallback(args.cache_dir, switch_at_epoch=args.epochs - 1)]
+            if name == "Enhanced-hybrid":  # cached epochs, then dynamic LoRA (by default for the last one)
+                switch = args.epochs - 1 if args.switch_epoch is None else args.switch_epoch
+                callbacks = [MetadataCacheCallback(args.cache_dir, switch_at_epoch=switch)]
             start = time.perf_counter()
-            run = fit_and_test(model, dm, args.epochs, callbacks=callbacks)
+            run = fit_and_test(model, dm, args.epochs, callbacks=callbacks, patience=args.patience)
             fit_seconds = time.perf_counter() - start - run["test_seconds"]
             label = name if name == "NeuMF" else f"{name}[{backbone}]"
             rows += result_rows(args.dataset, label, run, epochs=args.epochs, seed=seed, split=args.split,
                                 backbone="none" if name == "NeuMF" else backbone, factor=args.factor,
                                 fit_seconds=round(fit_seconds), peak_memory_mb=round(peak_memory_mb()),
+                                epochs_run=run["epochs_run"], best_epoch=run.get("best_epoch"),
+                                early_stopping=f"patience {args.patience} on val NDCG@10 (sampled)"
+                                if args.patience is not None else "none",
                                 **(dynamic_limits(args) if live else {}))  # fmt: skip
             print(json.dumps(rows[-1]), flush=True)
             if figure is not None and name == "Enhanced-fast":
@@ -264,6 +268,13 @@ def main() -> None:
         default=None,
         help="refresh the in-memory text cache every N dynamic steps (default: before evaluation only)",
     )
+    parser.add_argument(
+        "--patience",
+        type=int,
+        default=None,
+        help="early stopping on validation NDCG@10 (sampled), --epochs at most; test the best epoch",
+    )
+    parser.add_argument("--switch-epoch", type=int, default=None, help="hybrid: first dynamic epoch (default: last)")
     parser.add_argument("--modes", default="cached,dynamic-split,dynamic", help="speed: which text modes to time")
     parser.add_argument("--cache-dir", default=".cache/lightning_rec")
     args = parser.parse_args()
