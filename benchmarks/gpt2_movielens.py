@@ -7,6 +7,12 @@
         [--backbone smollm2-135m-last --dynamic-layers 2 --dynamic-items-per-step 256]
     python -m benchmarks.gpt2_movielens strategies --dataset ml-100k --data ../shared/data/ml-100k \
         --backbone tiny-gpt2 --seeds 0,1,2 --epochs 2 --batch-size 1024 --lr 3e-3
+    python -m benchmarks.gpt2_movielens strategies --data ../shared/data/ml-1m --seeds 0 --epochs 3 \
+        --backbone smollm2-135m-mean --models Enhanced-hybrid --dynamic-layers 1 --dynamic-items-per-step 128
+    python -m benchmarks.gpt2_movielens quality --data ../shared/data/ml-1m --epochs 20 --patience 3
+
+``--patience N`` validates every epoch and stops after N epochs without a better validation NDCG@10
+(sampled), ``--epochs`` at most, and tests the best epoch (rows: ``epochs_run``, ``best_epoch``).
 
 Protocol: the NCF benchmark's leave-one-out split and seeds, HR@10 / NDCG@10 with 99 sampled negatives
 and with full ranking. Text backbones: ``minilm`` is the real pretrained all-MiniLM-L6-v2 (PyPI package
