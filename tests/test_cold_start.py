@@ -117,3 +117,12 @@ def test_the_command_line_fits_on_warm_items_and_tests_on_cold_ones(tmp_path, mo
     table = test.model.gmf.item_embedding.weight
     assert torch.allclose(table[warm:], table[:warm].mean(0).expand_as(table[warm:]))
     assert test.trainer.callback_metrics["test/full/HR@10"] == 0.0  # all cold items tie for an ID model
+
+
+def test_predict_never_returns_a_cold_item_the_user_has():
+    dm = cold_datamodule()
+    data = dm.data
+    batch = next(iter(dm.predict_dataloader()))
+    for row, user in enumerate(batch["user"].tolist()):
+        mine = data.cold_items[data.cold_users == user]
+        assert bool(batch["seen_mask"][row, mine].all())

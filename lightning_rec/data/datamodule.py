@@ -371,5 +371,11 @@ class InteractionDataModule(L.LightningDataModule):
         return self._cold_test_loader() if self.test_on == "cold" else self._eval_loader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        known = csr(*self.data.history("predict"), self.num_users)
-        return self._user_loader({"user": torch.arange(self.num_users)}, known, mask_known=True)
+        data = self.data
+        users, items = data.history("predict")
+        history = csr(users, items, self.num_users)
+        if data.cold_users is None:
+            return self._user_loader({"user": torch.arange(self.num_users)}, history, mask_known=True)
+        # Cold start: the user's cold items are known too, so they are never recommended again.
+        known = csr(torch.cat([users, data.cold_users]), torch.cat([items, data.cold_items]), self.num_users)
+        return self._user_loader({"user": torch.arange(self.num_users)}, known, mask_known=True, history=history)
