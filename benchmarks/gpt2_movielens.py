@@ -59,19 +59,24 @@ def backbone_kwargs(backbone: str) -> dict:
     return dict(backbone="tiny-gpt2", pretrained=False, pooling="last", max_length=32)
 
 
+ABLATIONS = {"no-attention": dict(use_attention=False), "no-contrastive": dict(contrastive_weight=0.0),
+             "no-text": dict(use_text=False, contrastive_weight=0.0)}  # fmt: skip
+
+
 def build(name: str, backbone: str, dm, factor: int, lr: float, **enhanced):
-    """``name`` is NeuMF, GPT2Recommender, or Enhanced-{fast,peft,hybrid} (``enhanced``: its extra arguments)."""
+    """``name`` is NeuMF, GPT2Recommender, Enhanced-{fast,peft,hybrid}, or an ablation of one such as
+    ``Enhanced-fast/no-text`` (see ``ABLATIONS``); ``enhanced``: the enhanced model's extra arguments."""
     n, m = dm.num_users, dm.num_items
     if name == "NeuMF":
         return NeuMF(n, m, factor=factor, num_layers=2, learning_rate=lr)
     text = {**backbone_kwargs(backbone), "factor": factor, "learning_rate": lr}
     if name == "GPT2Recommender":
         return GPT2Recommender(n, m, dm.item_texts, **text)
-    strategy = name.split("-")[1]
+    strategy, _, ablation = name.removeprefix("Enhanced-").partition("/")
+    options = {"use_attention": True, "contrastive_weight": 0.1, **(ABLATIONS[ablation] if ablation else {})}
     return GPT2RecommenderEnhanced(
-        n, m, dm.item_texts, **text, use_cache=strategy != "peft", use_peft=strategy != "fast",
-        use_attention=True, contrastive_weight=0.1, **enhanced,
-    )  # fmt: skip
+        n, m, dm.item_texts, **text, use_cache=strategy != "peft", use_peft=strategy != "fast", **options, **enhanced
+    )
 
 
 def dynamic_limits(args) -> dict:
@@ -87,35 +92,66 @@ def peak_memory_mb() -> float:
 
 
 def run_quality(args, names: list[str], backbone: str, figure: Path | None = None) -> list[dict]:
-    """Fits and tests each model for each seed; optionally draws the attention of the first Enhanced-fast."""
+    """Fits and tests each model for each seed; optionally draws the attention of the first Enhanced-fast.
+
+    With ``--dynamic-epochs N`` the hybrid does not start from scratch: it continues from the same seed's
+    Enhanced-fast (trained first, to convergence with ``--patience``) for N dynamic epochs, so its
+    cached phase is exactly that fast fit and its row counts both phases' epochs and seconds."""
     rows = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         dm = build_datamodule(args, seed=seed, history_length=args.history_length)
+        fast = None
         for name in names:
             L.seed_everything(seed)
-            live = name in ("Enhanced-hybrid", "Enhanced-peft")  # the affordable dynamic phase's limits
+            live = name.split("/")[0] in ("Enhanced-hybrid", "Enhanced-peft")  # the affordable dynamic phase
             model = build(name, backbone, dm, args.factor, args.lr, **(dynamic_limits(args) if live else {}))
             # Cached text vectors on disk, shared by the models that read the same frozen backbone.
             callbacks = [] if name == "NeuMF" else [MetadataCacheCallback(args.cache_dir, switch_at_epoch=None)]
-            if name == "Enhanced-hybrid":  # cached epochs, then dynamic LoRA (by default for the last one)
+            epochs, patience, extra = args.epochs, args.patience, {}
+            if name == "Enhanced-hybrid" and args.dynamic_epochs:
+                if fast is None:
+                    raise SystemExit("--dynamic-epochs: list Enhanced-fast before Enhanced-hybrid in --models")
+                continue_from(fast["model"], model)
+                callbacks = [MetadataCacheCallback(args.cache_dir, switch_at_epoch=0)]
+                epochs, patience = args.dynamic_epochs, args.dynamic_epochs  # validate and keep the best one
+                extra = {"cached_phase": f"Enhanced-fast, {fast['run']['epochs_run']} epochs, best "
+                                         f"{fast['run']['best_epoch']} (val {fast['run']['best_val']})",
+                         "dynamic_epochs": args.dynamic_epochs}  # fmt: skip
+            elif name == "Enhanced-hybrid":  # cached epochs, then dynamic LoRA (by default for the last one)
                 switch = args.epochs - 1 if args.switch_epoch is None else args.switch_epoch
                 callbacks = [MetadataCacheCallback(args.cache_dir, switch_at_epoch=switch)]
             start = time.perf_counter()
-            run = fit_and_test(model, dm, args.epochs, callbacks=callbacks, patience=args.patience)
+            run = fit_and_test(model, dm, epochs, callbacks=callbacks, patience=patience)
             fit_seconds = time.perf_counter() - start - run["test_seconds"]
+            if extra:  # the hybrid's whole fit: the fast phase it continued from plus the dynamic epochs
+                fit_seconds += fast["fit_seconds"]
+                run["epochs_run"] += fast["run"]["epochs_run"]
+                run["best_epoch"] += fast["run"]["epochs_run"]
+            if name == "Enhanced-fast":
+                fast = {"model": model, "run": run, "fit_seconds": fit_seconds}
             label = name if name == "NeuMF" else f"{name}[{backbone}]"
             rows += result_rows(args.dataset, label, run, epochs=args.epochs, seed=seed, split=args.split,
                                 backbone="none" if name == "NeuMF" else backbone, factor=args.factor,
                                 fit_seconds=round(fit_seconds), peak_memory_mb=round(peak_memory_mb()),
                                 epochs_run=run["epochs_run"], best_epoch=run.get("best_epoch"),
+                                best_val=run.get("best_val"), threads=torch.get_num_threads(),
                                 early_stopping=f"patience {args.patience} on val NDCG@10 (sampled)"
                                 if args.patience is not None else "none",
-                                **(dynamic_limits(args) if live else {}))  # fmt: skip
+                                **(dynamic_limits(args) if live else {}), **extra)  # fmt: skip
             print(json.dumps(rows[-1]), flush=True)
             if figure is not None and name == "Enhanced-fast":
                 plot_attention(model, dm, figure)
                 figure = None
     return rows
+
+
+def continue_from(fast: GPT2RecommenderEnhanced, hybrid: GPT2RecommenderEnhanced) -> None:
+    """Copies a trained fast model into a hybrid one: every weight but the backbone's, which the two
+    share frozen (the hybrid adds LoRA adapters, initialised to change nothing)."""
+    trained = {k: v for k, v in fast.state_dict().items() if not k.startswith("text_encoder.")}
+    missing, unexpected = hybrid.load_state_dict(trained, strict=False)
+    if unexpected or any(not k.startswith("text_encoder.") for k in missing):
+        raise RuntimeError(f"fast and hybrid models differ: missing {missing}, unexpected {unexpected}")
 
 
 def run_speed(args, backbone: str) -> list[dict]:
@@ -189,8 +225,11 @@ def summarise(rows: list[dict]) -> list[dict]:
     for (model, protocol), group in groups.items():
         seeds = ",".join(str(r["seed"]) for r in group)
         entry = {**group[0], "seed": f"mean of {seeds}", "seeds": len(group)}
-        for metric in ("HR@10", "NDCG@10", "seconds_per_epoch"):
-            values = [r[metric] for r in group]
+        for metric in ("HR@10", "NDCG@10", "seconds_per_epoch", "fit_seconds", "epochs_run"):
+            values = [r[metric] for r in group if r.get(metric) is not None]
+            if len(values) < len(group):  # older rows without the field: no mean over part of the seeds
+                entry.pop(metric, None)
+                continue
             entry[metric] = round(statistics.mean(values), 4)
             entry[f"{metric} sd"] = round(statistics.stdev(values), 4) if len(values) > 1 else 0.0
         summary.append(entry)
@@ -281,6 +320,12 @@ def main() -> None:
         help="early stopping on validation NDCG@10 (sampled), --epochs at most; test the best epoch",
     )
     parser.add_argument("--switch-epoch", type=int, default=None, help="hybrid: first dynamic epoch (default: last)")
+    parser.add_argument(
+        "--dynamic-epochs",
+        type=int,
+        default=None,
+        help="hybrid: continue from this seed's converged Enhanced-fast for N dynamic epochs",
+    )
     parser.add_argument("--modes", default="cached,dynamic-split,dynamic", help="speed: which text modes to time")
     parser.add_argument("--cache-dir", default=".cache/lightning_rec")
     args = parser.parse_args()
@@ -290,7 +335,7 @@ def main() -> None:
     args.split = "leave-one-out by time" if args.dataset == "ml-100k" else "leave-one-out, random per user (seeded)"
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"gpt2_{short}.json"
-    stem = f"gpt2_{short}_{args.part}_{args.backbone}"
+    stem = f"gpt2_{short}_{args.part}_{args.backbone}" + ("_converged" if args.patience is not None else "")
     if args.part == "speed":
         rows = run_speed(args, args.backbone)
         columns = [
@@ -305,7 +350,13 @@ def main() -> None:
     else:
         names = ["NeuMF", "GPT2Recommender", "Enhanced-fast"] if args.part == "quality" else \
             ["Enhanced-fast", "Enhanced-hybrid", "Enhanced-peft"]  # fmt: skip
-        names = [n for n in names if not args.models or n in args.models.split(",")]
+        names = args.models.split(",") if args.models else names
+        known = {"NeuMF", "GPT2Recommender"} | {f"Enhanced-{s}{a}" for s in ("fast", "hybrid", "peft")
+                                                for a in ["", *(f"/{k}" for k in ABLATIONS)]}  # fmt: skip
+        if unknown := [n for n in names if n not in known]:
+            parser.error(f"unknown --models {unknown}; choose from {sorted(known)}")
+        if args.dynamic_epochs and args.patience is None:
+            parser.error("--dynamic-epochs continues from a converged Enhanced-fast: set --patience")
         per_seed = run_quality(args, names, args.backbone, figure=RESULTS_DIR / f"{stem}_attention.png")
         summary = summarise(per_seed)
         rows = per_seed + summary
@@ -316,6 +367,8 @@ def main() -> None:
     # (speed: all of them) and keeps its other seeds; the means over seeds are recomputed from what is kept.
     kept = json.loads(path.read_text()) if path.exists() else []
     run_name = f"{args.part}[{args.backbone}]"
+    if args.patience is not None:  # runs to convergence keep their own rows beside the fixed-epoch ones
+        run_name = f"{args.part}[{args.backbone}, patience {args.patience}, max {args.epochs} epochs]"
     if args.part == "speed" and args.batch_size != 256:
         run_name = f"speed[{args.backbone}, batch {args.batch_size}]"
     for row in rows:

@@ -55,6 +55,25 @@ def test_enhanced_model_learns_the_planted_preferences(ml1m):
     assert results["test/sampled/HR@10"] > 0.4  # random: 0.10
 
 
+def test_the_no_text_ablation_ignores_item_texts_and_needs_no_contrastive_term():
+    dm = MovieLens1MDataModule(history_length=4)
+    batch = dynamic_batch(dm)
+    scrambled = [text[::-1] + " noise" for text in dm.item_texts]
+    losses = {}
+    for use_text in (True, False):
+        for name, texts in (("real", dm.item_texts), ("scrambled", scrambled)):
+            torch.manual_seed(0)
+            model = GPT2RecommenderEnhanced(dm.num_users, dm.num_items, texts, backbone="tiny-gpt2",
+                                            pretrained=False, max_length=16, factor=8, use_text=use_text,
+                                            contrastive_weight=0.1 if use_text else 0.0)  # fmt: skip
+            model.on_fit_start()
+            losses[use_text, name] = model.training_loss(batch).item()
+    assert losses[False, "real"] == losses[False, "scrambled"]  # the texts never reach the scores
+    assert losses[True, "real"] != losses[True, "scrambled"]
+    with pytest.raises(ValueError, match="contrastive_weight=0"):
+        build(GPT2RecommenderEnhanced, dm, use_text=False)
+
+
 def test_checkpoint_keeps_adapters_not_the_frozen_pretrained_backbone(tmp_path):
     dm = MovieLens1MDataModule(history_length=4)
     # A "pretrained" backbone on disk: the tiny config with weights saved next to the tokenizer files.

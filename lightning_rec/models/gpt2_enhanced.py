@@ -54,6 +54,9 @@ class GPT2RecommenderEnhanced(Recommender):
         dropout: dropout in the MLP branch.
         use_cache: start in cached mode (else dynamic from the first step).
         use_attention: fuse history text through cross-attention.
+        use_text: ``False`` replaces every text vector by zeros before the projection: an IDs-only ablation
+            with the same head (the projection's bias is then one learned vector shared by all items, and
+            the attention sees identical keys). Needs ``contrastive_weight=0``.
         num_heads: attention heads.
         freeze_backbone: keep the backbone's own weights fixed (always so with ``use_peft``).
         use_peft: add LoRA adapters to ``lora_target_modules`` through ``peft``.
@@ -100,6 +103,7 @@ class GPT2RecommenderEnhanced(Recommender):
         dropout: float = 0.0,
         use_cache: bool = True,
         use_attention: bool = True,
+        use_text: bool = True,
         num_heads: int = 2,
         freeze_backbone: bool = True,
         use_peft: bool = True,
@@ -120,6 +124,8 @@ class GPT2RecommenderEnhanced(Recommender):
         super().__init__(num_users, num_items, loss, learning_rate, weight_decay, top_k, predict_top_k)
         self.save_hyperparameters()
         check_per_item(item_texts, num_items, "item_texts")
+        if not use_text and contrastive_weight > 0:
+            raise ValueError("use_text=False leaves no text view to contrast with: set contrastive_weight=0")
         self.text_encoder = ItemTextEncoder(
             item_texts or [], backbone, pretrained, pooling, max_length, freeze=freeze_backbone,
             use_peft=use_peft, lora_rank=lora_rank, lora_alpha=lora_alpha, lora_target_modules=lora_target_modules,
@@ -143,7 +149,9 @@ class GPT2RecommenderEnhanced(Recommender):
         encoder = self.text_encoder
         live = self.training and self.text_mode == "dynamic"
         budget = self.dynamic_items_per_step
-        if encoder.cache is not None and not live:
+        if not self.hparams.use_text:
+            pooled = self.text_projection.weight.new_zeros(len(ids), encoder.hidden_size)
+        elif encoder.cache is not None and not live:
             pooled = encoder.cache[ids]
         elif live and budget is not None and len(ids) > budget:
             # A random subset trains the adapters this step; the rest read the cache of recent adapters.
