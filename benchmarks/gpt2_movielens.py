@@ -138,7 +138,8 @@ def run_quality(args, names: list[str], backbone: str, figure: Path | None = Non
                                 early_stopping=f"patience {args.patience} on val NDCG@10 (sampled)"
                                 if args.patience is not None else "none",
                                 **(dynamic_limits(args) if live else {}), **extra)  # fmt: skip
-            print(json.dumps(rows[-1]), flush=True)
+            for row in rows[-2:]:  # both protocols of this fit, so a log keeps what a killed run found
+                print(json.dumps(row), flush=True)
             if figure is not None and name == "Enhanced-fast":
                 plot_attention(model, dm, figure)
                 figure = None
@@ -362,7 +363,6 @@ def main() -> None:
         rows = per_seed + summary
         print(markdown_table(summary, ["model", "protocol", "seed", "HR@10", "HR@10 sd", "NDCG@10", "NDCG@10 sd",
                                        "seconds_per_epoch"]))  # fmt: skip
-        plot_strategies(summary, RESULTS_DIR / f"{stem}.png")
     # One flat list of rows per dataset. A rerun of a part replaces that part's rows for the seeds it ran
     # (speed: all of them) and keeps its other seeds; the means over seeds are recomputed from what is kept.
     kept = json.loads(path.read_text()) if path.exists() else []
@@ -379,6 +379,7 @@ def main() -> None:
                    and (r["model"], r["seed"]) not in ran]  # fmt: skip
         per_seed = earlier + per_seed
         rows = per_seed + [{**r, "run": run_name} for r in summarise(per_seed)]
+        plot_strategies([r for r in rows if not isinstance(r["seed"], int)], RESULTS_DIR / f"{stem}.png")
     kept = [r for r in kept if r.get("run") != run_name]
     path.write_text(json.dumps(kept + rows, indent=1) + "\n")
     print(f"wrote {path}")
