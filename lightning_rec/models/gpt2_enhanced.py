@@ -239,7 +239,7 @@ class GPT2RecommenderEnhanced(Recommender):
 
     # ------------------------------------------------------------------ cache upkeep in memory
     def on_fit_start(self) -> None:
-        if self.text_mode == "cached" and self.text_encoder.cache is None:
+        if self.text_mode == "cached" and self.text_encoder.cache is None and self.hparams.use_text:
             rank_zero_info("computing item text embeddings in memory (add MetadataCacheCallback to reuse them)")
             self.set_text_cache(self.compute_text_cache())
 
@@ -253,7 +253,7 @@ class GPT2RecommenderEnhanced(Recommender):
 
     def _refresh_for_evaluation(self) -> None:
         # After dynamic training the cache is stale: one pass over the catalog, then fast scoring.
-        if self.text_mode == "dynamic" or self.text_encoder.cache is None:
+        if self.hparams.use_text and (self.text_mode == "dynamic" or self.text_encoder.cache is None):
             self.set_text_cache(self.compute_text_cache())
 
     def on_validation_epoch_start(self) -> None:
