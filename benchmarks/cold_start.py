@@ -33,7 +33,7 @@ from pathlib import Path
 
 import lightning as L
 
-from benchmarks.common import RESULTS_DIR, markdown_table, result_rows
+from benchmarks.common import RESULTS_DIR, markdown_table, quiet_trainer, result_rows
 from benchmarks.gpt2_movielens import BACKBONES, backbone_kwargs, build, peak_memory_mb
 from lightning_rec.callbacks import MetadataCacheCallback
 from lightning_rec.data_modules import AmazonDataModule, MovieLens1MDataModule
@@ -71,8 +71,7 @@ def build_model(name: str, backbone: str, dm) -> L.LightningModule:
 
 def fit_and_test_all(model, dm, epochs: int, callbacks: list) -> tuple[dict[str, dict], float]:
     """Fits once, then runs the three tests; returns their metrics by test name and the fit's seconds."""
-    trainer = L.Trainer(max_epochs=epochs, limit_val_batches=0, logger=False, enable_checkpointing=False,
-                        enable_model_summary=False, enable_progress_bar=False, callbacks=callbacks)  # fmt: skip
+    trainer = quiet_trainer(max_epochs=epochs, limit_val_batches=0, callbacks=callbacks)
     start = time.perf_counter()
     trainer.fit(model, datamodule=dm)
     fit_seconds = time.perf_counter() - start

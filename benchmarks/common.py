@@ -18,6 +18,16 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PROTOCOL_NAMES = {"sampled": "sampled-99", "full": "full"}
 
 
+def quiet_trainer(**trainer_kwargs: Any) -> L.Trainer:
+    """A Trainer for benchmarks: no logger, checkpoints, summary or progress bar unless asked for.
+
+    Benchmarks print their own tables; Lightning's extra output would only interleave with them.
+    """
+    quiet = {"logger": False, "enable_checkpointing": False, "enable_model_summary": False,
+             "enable_progress_bar": False}  # fmt: skip
+    return L.Trainer(**{**quiet, **trainer_kwargs})
+
+
 def fit_and_test(
     model: L.LightningModule,
     datamodule: L.LightningDataModule,
@@ -38,9 +48,8 @@ def fit_and_test(
     if patience is not None:
         checkpoint = ModelCheckpoint(dirpath=tempfile.mkdtemp(prefix="bench-ckpt-"), monitor=monitor, mode="max")
         extra = [EarlyStopping(monitor=monitor, mode="max", patience=patience), checkpoint]
-    trainer = L.Trainer(
-        max_epochs=epochs, limit_val_batches=0 if patience is None else 1.0, logger=False,
-        enable_checkpointing=patience is not None, enable_model_summary=False, enable_progress_bar=False,
+    trainer = quiet_trainer(
+        max_epochs=epochs, limit_val_batches=0 if patience is None else 1.0, enable_checkpointing=patience is not None,
         callbacks=[timer, *(callbacks or []), *extra], num_sanity_val_steps=0, **trainer_kwargs,
     )  # fmt: skip
     trainer.fit(model, datamodule=datamodule)

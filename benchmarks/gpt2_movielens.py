@@ -36,7 +36,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from benchmarks.common import RESULTS_DIR, fit_and_test, markdown_table, result_rows
+from benchmarks.common import RESULTS_DIR, fit_and_test, markdown_table, quiet_trainer, result_rows
 from benchmarks.ncf_movielens import build_datamodule
 from lightning_rec.callbacks import MetadataCacheCallback
 from lightning_rec.models import GPT2Recommender, GPT2RecommenderEnhanced, NeuMF
@@ -175,9 +175,7 @@ def run_speed(args, backbone: str) -> list[dict]:
             model.set_text_cache(model.compute_text_cache())  # a catalog pass (split: the lower states too)
         setup_seconds = time.perf_counter() - start
         model.set_text_mode("cached" if mode == "cached" else "dynamic")
-        trainer = L.Trainer(max_steps=args.timing_steps + 2, limit_val_batches=0, logger=False,
-                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                            callbacks=[StepTimer(skip=2)])  # fmt: skip
+        trainer = quiet_trainer(max_steps=args.timing_steps + 2, limit_val_batches=0, callbacks=[StepTimer(skip=2)])
         trainer.fit(model, datamodule=dm)
         per_step = trainer.callbacks[0].mean()
         rows.append({

@@ -27,7 +27,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from benchmarks.common import RESULTS_DIR, markdown_table
+from benchmarks.common import RESULTS_DIR, markdown_table, quiet_trainer
 from lightning_rec.data_modules import AmazonDataModule, MovieLens100KDataModule
 from lightning_rec.metrics import BeyondAccuracyMetrics, RankingMetrics
 from lightning_rec.models import GPT4Rec
@@ -97,8 +97,7 @@ def main() -> None:
                     use_peft=args.lora, num_queries=5, max_query_tokens=10, max_title_tokens=12, top_k=TOP_K,
                     learning_rate=args.learning_rate, warmup_steps=args.warmup_steps,
                     query_decoding=args.query_decoding)  # fmt: skip
-    trainer = L.Trainer(max_epochs=args.epochs, max_steps=args.max_steps, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)  # fmt: skip
+    trainer = quiet_trainer(max_epochs=args.epochs, max_steps=args.max_steps, limit_val_batches=0)
     start = time.perf_counter()
     if args.max_steps != 0:  # --max-steps 0: zero-shot, the generator as loaded
         trainer.fit(model, datamodule=dm)

@@ -24,7 +24,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Timer
 
-from benchmarks.common import RESULTS_DIR, fit_and_test, result_rows, write_results
+from benchmarks.common import RESULTS_DIR, fit_and_test, quiet_trainer, result_rows, write_results
 from lightning_rec.data_modules import MovieLens1MDataModule, MovieLens100KDataModule
 from lightning_rec.models import GMF, MFBPR, MLP, ItemPop, NeuMF
 from lightning_rec.nn.losses import recommendation_loss
@@ -73,8 +73,7 @@ def alternating_epoch_timing(datamodule, args, rounds: int) -> dict:
     for _ in range(rounds):
         L.seed_everything(args.seed)
         model = NeuMF(datamodule.num_users, datamodule.num_items, args.factor, args.num_layers, learning_rate=args.lr)
-        trainer = L.Trainer(max_epochs=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
-                            enable_model_summary=False, enable_progress_bar=False, callbacks=[Timer()])  # fmt: skip
+        trainer = quiet_trainer(max_epochs=1, limit_val_batches=0, callbacks=[Timer()])
         trainer.fit(model, datamodule=datamodule)
         lightning_times.append(trainer.callbacks[0].time_elapsed("train"))
         bare_times.append(bare_loop_seconds_per_epoch(datamodule, args.factor, args.num_layers, args.lr, 10**9))

@@ -23,7 +23,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, Timer
 
-from benchmarks.common import RESULTS_DIR, markdown_table
+from benchmarks.common import RESULTS_DIR, markdown_table, quiet_trainer
 from benchmarks.gpt2_movielens import minilm_path
 from lightning_rec.data_modules import AmazonDataModule, MovieLens100KDataModule
 from lightning_rec.models import FMBPR, BERT4Rec, ContentRec, ItemPop, SASRec, YouTubeDNN
@@ -77,8 +77,12 @@ def run(name: str, args) -> dict:
     timer = Timer(duration={"minutes": args.max_minutes} if args.max_minutes else None)
     checkpoint = ModelCheckpoint(dirpath=args.checkpoint_dir, monitor="val/full/NDCG@10", mode="max", filename=name)
     stopper = EarlyStopping(monitor="val/full/NDCG@10", mode="max", patience=args.patience)
-    trainer = L.Trainer(max_epochs=max_epochs, logger=False, enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[timer, checkpoint, stopper], check_val_every_n_epoch=1)  # fmt: skip
+    trainer = quiet_trainer(
+        max_epochs=max_epochs,
+        enable_checkpointing=True,
+        callbacks=[timer, checkpoint, stopper],
+        check_val_every_n_epoch=1,
+    )
     trainer.fit(model, datamodule=dm)
     # Read before test: loading the best checkpoint restores the epoch counter and the stopper's state.
     epochs, best_epoch = trainer.current_epoch, trainer.current_epoch - 1 - stopper.wait_count
