@@ -215,22 +215,35 @@ class StepTimer(L.Callback):
         return statistics.mean(self.times)
 
 
+SPREAD = ("HR@10", "NDCG@10", "seconds_per_epoch", "fit_seconds", "epochs_run")
+
+
 def summarise(rows: list[dict]) -> list[dict]:
-    """Mean and standard deviation over seeds, per model and protocol, as rows with ``seed`` = "mean of ..."."""
+    """Mean and standard deviation over seeds, per model and protocol, as rows with ``seed`` = "mean of ...".
+
+    Every numeric field of a mean row is the mean over its seeds (``SPREAD`` fields with their sd), except the
+    peak memory, which is the highest of the seeds' peaks; a text field the seeds disagree on lists their
+    values. So no field of a mean row is one seed's value passed off as the seeds'.
+    """
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         groups.setdefault((row["model"], row["protocol"]), []).append(row)
     summary = []
-    for (model, protocol), group in groups.items():
-        seeds = ",".join(str(r["seed"]) for r in group)
-        entry = {**group[0], "seed": f"mean of {seeds}", "seeds": len(group)}
-        for metric in ("HR@10", "NDCG@10", "seconds_per_epoch", "fit_seconds", "epochs_run"):
-            values = [r[metric] for r in group if r.get(metric) is not None]
-            if len(values) < len(group):  # older rows without the field: no mean over part of the seeds
-                entry.pop(metric, None)
+    for group in groups.values():
+        entry: dict = {}
+        for key in dict.fromkeys(key for row in group for key in row):
+            values = [row.get(key) for row in group]
+            if key == "seed":
+                entry[key] = "mean of " + ",".join(str(v) for v in values)
+            elif any(v is None for v in values):  # older rows without the field: no mean over part of the seeds
                 continue
-            entry[metric] = round(statistics.mean(values), 4)
-            entry[f"{metric} sd"] = round(statistics.stdev(values), 4) if len(values) > 1 else 0.0
+            elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+                entry[key] = max(values) if key == "peak_memory_mb" else round(statistics.mean(values), 4)
+                if key in SPREAD:
+                    entry[f"{key} sd"] = round(statistics.stdev(values), 4) if len(values) > 1 else 0.0
+            else:
+                entry[key] = values[0] if all(v == values[0] for v in values) else values
+        entry["seeds"] = len(group)
         summary.append(entry)
     return summary
 
