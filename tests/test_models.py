@@ -8,6 +8,7 @@ import torch
 from lightning_rec.callbacks import TopKPredictionWriter
 from lightning_rec.data_modules import MovieLens1MDataModule, MovieLens100KDataModule
 from lightning_rec.models import GMF, MFBPR, MLP, GPT2RecommenderEnhanced, ItemPop, NeuMF, SASRec
+from lightning_rec.models.base import Recommender
 from tests.conftest import write_ml100k
 
 MODELS = {
@@ -30,6 +31,22 @@ def test_score_all_matches_pairwise_scores(name):
     users = torch.tensor([0, 3, 4])
     pairwise = model.score(users, torch.arange(7).expand(3, -1))
     assert torch.allclose(model.score_all(users), pairwise, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_score_unseen_masks_seen_items_and_pairwise_scorers_skip_items_every_user_has_seen(name):
+    model = MODELS[name](5, 7)
+    users = torch.tensor([0, 3, 4])
+    seen = torch.zeros(3, 7, dtype=torch.bool)
+    seen[:, 4:] = True  # items 4-6 seen by everyone, as the warm items of a cold-only ranking
+    seen[1, 0] = True
+    scored_items = []
+    score = model.score
+    model.score = lambda u, items, history=None: scored_items.append(items.shape[1]) or score(u, items, history)
+    unseen = model.score_unseen(users, seen)
+    assert torch.allclose(unseen, model.score_all(users).float().masked_fill(seen, float("-inf")), atol=1e-6)
+    if type(model).score_all is Recommender.score_all:  # pairwise: items 4-6 never scored for the ranking
+        assert scored_items[0] == 4
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -78,10 +78,27 @@ class Recommender(L.LightningModule):
 
     def score_all(self, users: Tensor, history: Tensor | None = None) -> Tensor:
         """Scores every item for ``users`` ``[B]``; returns ``[B, num_items]``."""
+        return self.score_items(users, torch.arange(self.num_items, device=users.device), history)
+
+    def score_items(self, users: Tensor, items: Tensor, history: Tensor | None = None) -> Tensor:
+        """Scores the same ``items`` ``[N]`` for every one of ``users`` ``[B]``, pair by pair in chunks of
+        at most :attr:`score_chunk_pairs` pairs; returns ``[B, N]``."""
         chunk = max(1, self.score_chunk_pairs // max(1, len(users)))
-        all_items = torch.arange(self.num_items, device=users.device)
-        blocks = [self.score(users, block.expand(len(users), -1), history) for block in all_items.split(chunk)]
+        blocks = [self.score(users, block.expand(len(users), -1), history) for block in items.split(chunk)]
         return torch.cat(blocks, dim=1)
+
+    def score_unseen(self, users: Tensor, seen_mask: Tensor, history: Tensor | None = None) -> Tensor:
+        """:meth:`score_all` in float with the items of ``seen_mask`` ``[B, num_items]`` at ``-inf``.
+
+        A pairwise scorer (one that keeps the default :meth:`score_all`) pays per pair, so it skips the items
+        that every user of the batch has seen, for example the warm items of a cold-items-only ranking.
+        """
+        if type(self).score_all is not Recommender.score_all:  # a vectorised score_all: skipping saves nothing
+            return self.score_all(users, history).float().masked_fill(seen_mask, float("-inf"))
+        open_items = (~seen_mask).any(dim=0).nonzero().squeeze(1)
+        scores = torch.full(seen_mask.shape, float("-inf"), device=seen_mask.device)
+        scores[:, open_items] = self.score_items(users, open_items, history).float()
+        return scores.masked_fill(seen_mask, float("-inf"))
 
     # ------------------------------------------------------------------ cold start
     def item_id_parameters(self) -> list[nn.Parameter]:
@@ -160,7 +177,7 @@ class Recommender(L.LightningModule):
             scores = self.score(users, batch["candidate_items"], history)
             self.metrics[f"{stage}_sampled"].update(scores.float(), torch.zeros_like(users).unsqueeze(1))
         if "seen_mask" in batch:
-            scores = self.score_all(users, history).float().masked_fill(batch["seen_mask"], float("-inf"))
+            scores = self.score_unseen(users, batch["seen_mask"], history)
             self.metrics[f"{stage}_full"].update(scores, batch["target_item"].unsqueeze(1))
 
     def log_metrics(self, stage: str) -> None:
@@ -189,10 +206,11 @@ class Recommender(L.LightningModule):
         A user with fewer unseen items than ``predict_top_k`` gets ``-1`` in the slots left over:
         an item the user already has is never returned.
         """
-        scores = self.score_all(batch["user"], batch.get("history")).float()
         seen = batch.get("seen_mask")
-        if seen is not None:
-            scores = scores.masked_fill(seen, float("-inf"))
+        if seen is None:
+            scores = self.score_all(batch["user"], batch.get("history")).float()
+        else:
+            scores = self.score_unseen(batch["user"], seen, batch.get("history"))
         top = scores.topk(min(self.predict_top_k, self.num_items), dim=1)
         items = top.indices if seen is None else top.indices.masked_fill(seen.gather(1, top.indices), -1)
         return {"user": batch["user"], "items": items, "scores": top.values}
