@@ -150,3 +150,23 @@ def test_pretrained_backbones_train_in_train_mode(tmp_path):
     encoder = ItemTextEncoder(TEXTS, backbone, pretrained=True)
     assert all(module.training for module in encoder.modules())
     assert all(module.training for module in load_causal_lm(backbone, pretrained=True).modules())
+
+
+def test_frozen_pretrained_vectors_are_encoded_once_per_catalog_and_every_caller_gets_a_copy(tmp_path, monkeypatch):
+    from lightning_rec.nn import text_encoder
+
+    backbone = save_random_backbone(tmp_path / "gpt2", AutoConfig.from_pretrained(resolve_backbone("tiny-gpt2")))
+    built = []
+    real = text_encoder.ItemTextEncoder
+    monkeypatch.setattr(text_encoder, "ItemTextEncoder", lambda *a, **k: built.append(a) or real(*a, **k))
+    first = text_encoder.frozen_text_vectors(TEXTS, backbone, True, "mean", 12)
+    first.zero_()  # a model that changes its copy in place changes no one else's
+    second = text_encoder.frozen_text_vectors(TEXTS, backbone, True, "mean", 12)
+    assert len(built) == 1 and second.abs().sum() > 0
+    text_encoder.frozen_text_vectors(TEXTS[:3], backbone, True, "mean", 12)  # another catalog: encoded
+    text_encoder.frozen_text_vectors(TEXTS, backbone, True, "last", 12)  # another pooling: encoded
+    assert len(built) == 3
+    torch.manual_seed(0)
+    random_a = text_encoder.frozen_text_vectors(TEXTS, "tiny-gpt2", False, "mean", 12)
+    random_b = text_encoder.frozen_text_vectors(TEXTS, "tiny-gpt2", False, "mean", 12)
+    assert len(built) == 5 and not torch.equal(random_a, random_b)  # random weights are never shared

@@ -265,9 +265,31 @@ class ItemTextEncoder(nn.Module):
         return digest.hexdigest()[:32]
 
 
+#: Frozen pretrained vectors of the latest catalogs, so that several models or seeds in one process
+#: (a benchmark, a sweep) encode a catalog once; a handful, as each is ``num_items x hidden``.
+_FROZEN_VECTORS: dict[str, Tensor] = {}
+_FROZEN_VECTORS_KEPT = 4
+
+
 def frozen_text_vectors(
     texts: Sequence[str], backbone: str, pretrained: bool, pooling: Pooling, max_length: int
 ) -> Tensor:
     """One pooled vector per text from a frozen encoder, ``[len(texts), hidden]``. The encoder runs
-    once and is dropped: models keep only these vectors (and rebuild them from the texts on load)."""
-    return ItemTextEncoder(texts, backbone, pretrained, pooling, max_length, freeze=True).compute_cache()
+    once and is dropped: models keep only these vectors (and rebuild them from the texts on load).
+
+    Pretrained vectors are the same on every call, so they are kept in memory for the process and each
+    caller gets its own copy. A random initialisation (``pretrained=False``) depends on the RNG state at
+    the call and is never shared.
+    """
+    if not pretrained:
+        return ItemTextEncoder(texts, backbone, pretrained, pooling, max_length, freeze=True).compute_cache()
+    digest = hashlib.sha256(f"{resolve_backbone(backbone)}\0{pooling}\0{max_length}".encode())
+    for text in texts:
+        digest.update(b"\0" + text.encode())
+    key = digest.hexdigest()
+    if key not in _FROZEN_VECTORS:
+        vectors = ItemTextEncoder(texts, backbone, pretrained, pooling, max_length, freeze=True).compute_cache()
+        _FROZEN_VECTORS[key] = vectors
+        while len(_FROZEN_VECTORS) > _FROZEN_VECTORS_KEPT:
+            _FROZEN_VECTORS.pop(next(iter(_FROZEN_VECTORS)))
+    return _FROZEN_VECTORS[key].clone()
