@@ -47,6 +47,7 @@ def test_score_unseen_masks_seen_items_and_pairwise_scorers_skip_items_every_use
     assert torch.allclose(unseen, model.score_all(users).float().masked_fill(seen, float("-inf")), atol=1e-6)
     if type(model).score_all is Recommender.score_all:  # pairwise: items 4-6 never scored for the ranking
         assert scored_items[0] == 4
+    assert torch.isinf(model.score_unseen(users, torch.ones(3, 7, dtype=torch.bool))).all()  # all seen: no error
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -97,7 +97,8 @@ class Recommender(L.LightningModule):
             return self.score_all(users, history).float().masked_fill(seen_mask, float("-inf"))
         open_items = (~seen_mask).any(dim=0).nonzero().squeeze(1)
         scores = torch.full(seen_mask.shape, float("-inf"), device=seen_mask.device)
-        scores[:, open_items] = self.score_items(users, open_items, history).float()
+        if len(open_items):  # else every user has seen every item (predict can ask for that)
+            scores[:, open_items] = self.score_items(users, open_items, history).float()
         return scores.masked_fill(seen_mask, float("-inf"))
 
     # ------------------------------------------------------------------ cold start
