@@ -105,8 +105,10 @@ def run_quality(args, names: list[str], backbone: str, figure: Path | None = Non
             L.seed_everything(seed)
             live = name.split("/")[0] in ("Enhanced-hybrid", "Enhanced-peft")  # the affordable dynamic phase
             model = build(name, backbone, dm, args.factor, args.lr, **(dynamic_limits(args) if live else {}))
-            # Cached text vectors on disk, shared by the models that read the same frozen backbone.
-            callbacks = [] if name == "NeuMF" else [MetadataCacheCallback(args.cache_dir, switch_at_epoch=None)]
+            # Cached text vectors on disk, shared by the models that read the same frozen backbone. Not for
+            # peft: the callback trains on the cache, and peft is dynamic from the first step.
+            cached = name != "NeuMF" and not name.startswith("Enhanced-peft")
+            callbacks = [MetadataCacheCallback(args.cache_dir, switch_at_epoch=None)] if cached else []
             epochs, patience, extra = args.epochs, args.patience, {}
             if name == "Enhanced-hybrid" and args.dynamic_epochs:
                 if fast is None:
@@ -137,13 +139,20 @@ def run_quality(args, names: list[str], backbone: str, figure: Path | None = Non
                                 best_val=run.get("best_val"), threads=torch.get_num_threads(),
                                 early_stopping=f"patience {args.patience} on val NDCG@10 (sampled)"
                                 if args.patience is not None else "none",
-                                **(dynamic_limits(args) if live else {}), **extra)  # fmt: skip
+                                **(dynamic_limits(args) if live else {}), **extra,
+                                **text_mode_at_end(model))  # fmt: skip
             for row in rows[-2:]:  # both protocols of this fit, so a log keeps what a killed run found
                 print(json.dumps(row), flush=True)
             if figure is not None and name == "Enhanced-fast":
                 plot_attention(model, dm, figure)
                 figure = None
     return rows
+
+
+def text_mode_at_end(model: L.LightningModule) -> dict[str, str]:
+    """The enhanced model's text mode after its fit, in its rows: a check that peft and hybrid fits ended
+    dynamic and fast ones cached."""
+    return {"text_mode_at_end": model.text_mode} if isinstance(model, GPT2RecommenderEnhanced) else {}
 
 
 def continue_from(fast: GPT2RecommenderEnhanced, hybrid: GPT2RecommenderEnhanced) -> None:
