@@ -157,6 +157,12 @@ class MetadataCacheCallback(Callback):
             rank_zero_info("metadata cache: resumed after the switch, dynamic text extraction")
             return
         self._warn_if_the_switch_cannot_happen(trainer)
+        if model.text_mode == "dynamic" and self.switch_at_epoch is None and self.switch_at_step is None:
+            rank_zero_warn(
+                "metadata cache: the model starts in dynamic text mode (built with use_cache=False), but this "
+                "callback has no switch, so the whole fit trains on cached text embeddings; set switch_at_epoch "
+                "or switch_at_step, or drop the callback for dynamic extraction from the first step"
+            )
         self.load_or_build(trainer, model)
         model.set_text_mode("cached")
         rank_zero_info(f"metadata cache: training on cached item text embeddings ({self.cache_path})")

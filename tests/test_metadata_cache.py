@@ -251,3 +251,11 @@ def test_without_a_switch_the_callback_is_a_shared_persistent_cache(dm, tmp_path
     second = MetadataCacheCallback(str(tmp_path), switch_at_epoch=None)
     trainer(max_epochs=1, callbacks=[second]).fit(enhanced(dm, use_attention=False), datamodule=dm)
     assert second.cache_path == first.cache_path and first.cache_path.stat().st_mtime_ns == stamp
+
+
+def test_a_dynamic_model_under_a_callback_without_a_switch_is_warned_about(dm, tmp_path):
+    recorder = Recorder()
+    callback = MetadataCacheCallback(str(tmp_path), switch_at_epoch=None)
+    with pytest.warns(UserWarning, match="starts in dynamic text mode .* trains on cached text embeddings"):
+        trainer(max_epochs=1, callbacks=[callback, recorder]).fit(enhanced(dm, use_cache=False), datamodule=dm)
+    assert {mode for _, mode in recorder.modes} == {"cached"}  # what the warning says happened
