@@ -33,7 +33,7 @@ from pathlib import Path
 
 import lightning as L
 
-from benchmarks.common import RESULTS_DIR, markdown_table, quiet_trainer, result_rows
+from benchmarks.common import RESULTS_DIR, catalog_cache_seconds, markdown_table, quiet_trainer, result_rows
 from benchmarks.gpt2_movielens import BACKBONES, backbone_kwargs, build, peak_memory_mb
 from lightning_rec.callbacks import MetadataCacheCallback
 from lightning_rec.data_modules import AmazonDataModule, MovieLens1MDataModule
@@ -102,6 +102,7 @@ def run(args) -> list[dict]:
                 for row in result_rows(args.dataset, label, run_result, seed=seed, epochs=epochs,
                                        backbone=args.backbone if uses_text else "none",
                                        fit_seconds=round(fit_seconds), peak_memory_mb=round(peak_memory_mb()),
+                                       **catalog_cache_seconds(callbacks),
                                        cold_item_fraction=args.cold_fraction, num_cold_items=dm.data.num_cold_items,
                                        split=SPLITS[args.dataset]):  # fmt: skip
                     row["test"], row["protocol"] = (

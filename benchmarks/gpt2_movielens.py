@@ -36,7 +36,14 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from benchmarks.common import RESULTS_DIR, fit_and_test, markdown_table, quiet_trainer, result_rows
+from benchmarks.common import (
+    RESULTS_DIR,
+    catalog_cache_seconds,
+    fit_and_test,
+    markdown_table,
+    quiet_trainer,
+    result_rows,
+)
 from benchmarks.ncf_movielens import build_datamodule
 from lightning_rec.callbacks import MetadataCacheCallback
 from lightning_rec.models import GPT2Recommender, GPT2RecommenderEnhanced, NeuMF
@@ -135,6 +142,7 @@ def run_quality(args, names: list[str], backbone: str, figure: Path | None = Non
             rows += result_rows(args.dataset, label, run, epochs=args.epochs, seed=seed, split=args.split,
                                 backbone="none" if name == "NeuMF" else backbone, factor=args.factor,
                                 fit_seconds=round(fit_seconds), peak_memory_mb=round(peak_memory_mb()),
+                                **catalog_cache_seconds(callbacks),
                                 epochs_run=run["epochs_run"], best_epoch=run.get("best_epoch"),
                                 best_val=run.get("best_val"), threads=torch.get_num_threads(),
                                 early_stopping=f"patience {args.patience} on val NDCG@10 (sampled)"

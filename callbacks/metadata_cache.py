@@ -76,6 +76,9 @@ class MetadataCacheCallback(Callback):
         self.save_tuned_cache = save_tuned_cache
         self.switched = False
         self.cache_path: Path | None = None
+        # Seconds the last fit spent computing the catalog cache (0.0 when it was read from disk), so a
+        # benchmark can tell the one-time catalog pass from training time.
+        self.cache_build_seconds = 0.0
 
     @staticmethod
     def _model(pl_module: L.LightningModule) -> SupportsTextCache:
@@ -128,13 +131,16 @@ class MetadataCacheCallback(Callback):
         key = model.text_cache_key()
         path = self.path_for(key)
         ready = False
+        self.cache_build_seconds = 0.0
         if trainer.is_global_zero:
             if self.cache_dir.is_dir():
                 self._remove_stale_temporaries(self.cache_dir)
             ready = self._use(path, key, model)
             if not ready:
                 rank_zero_info(f"building item text cache {path}")
+                start = time.perf_counter()
                 embeddings = model.compute_text_cache()
+                self.cache_build_seconds = time.perf_counter() - start
                 self._write(path, key, embeddings)
                 model.set_text_cache(embeddings)
                 ready = True

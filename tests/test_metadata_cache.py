@@ -77,9 +77,11 @@ def test_cache_file_is_reused_and_a_corrupt_one_rebuilt(dm, tmp_path, caplog):
     path = callback.cache_path
     first = torch.load(path, weights_only=True)["embeddings"]
     stamp = path.stat().st_mtime_ns
+    assert callback.cache_build_seconds > 0
     callback = MetadataCacheCallback(str(tmp_path), switch_at_epoch=5)
     trainer(max_epochs=1, callbacks=[callback]).fit(enhanced(dm), datamodule=dm)
     assert path.stat().st_mtime_ns == stamp  # same key: loaded, not recomputed
+    assert callback.cache_build_seconds == 0.0
     path.write_bytes(b"not a tensor file")
     with caplog.at_level(logging.WARNING):
         trainer(max_epochs=1, callbacks=[MetadataCacheCallback(str(tmp_path), switch_at_epoch=5)]).fit(
