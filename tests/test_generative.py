@@ -50,7 +50,7 @@ def test_m6rec_learns_the_users_color(color_shops):
                           num_negatives=8, eval_protocols=["full"])  # fmt: skip
     model = M6Rec(dm.num_users, dm.num_items, dm.item_titles, backbone="tiny-gpt2", pretrained=False, pooling="mean",
                   learning_rate=3e-3, generation_weight=1.0, top_k=(10,))  # fmt: skip
-    metrics = fit(model, dm, epochs=8)
+    metrics = fit(model, dm, epochs=12)  # 8 is on the edge: HR@10 0.5 on one thread
     assert metrics["train/generation_loss"] < 2.5 and metrics["train/scoring_loss"] < 2.0  # chance: ln 9 = 2.2
     assert metrics["test/full/HR@10"] > 0.5  # 10 of 35 unseen items at random: 0.29
     # Generation: the first generated title has the color of the held-out item.
