@@ -102,7 +102,7 @@ def run(args) -> list[dict]:
                 for row in result_rows(args.dataset, label, run_result, seed=seed, epochs=epochs,
                                        backbone=args.backbone if uses_text else "none",
                                        fit_seconds=round(fit_seconds), peak_memory_mb=round(peak_memory_mb()),
-                                       **catalog_cache_seconds(callbacks),
+                                       catalog_cache_seconds=round(catalog_cache_seconds(callbacks), 3),
                                        cold_item_fraction=args.cold_fraction, num_cold_items=dm.data.num_cold_items,
                                        split=SPLITS[args.dataset]):  # fmt: skip
                     row["test"], row["protocol"] = (

@@ -68,11 +68,11 @@ def fit_and_test(
             "epochs_run": epochs_run, **best}  # fmt: skip
 
 
-def catalog_cache_seconds(callbacks: list[L.Callback]) -> dict[str, float]:
-    """The seconds a fit spent computing the item-text cache (0 when read from disk), for the rows.
+def catalog_cache_seconds(callbacks: list[L.Callback]) -> float:
+    """The seconds a fit spent computing item-text caches (0 when read from disk), for the rows.
 
     The first text model of a run pays the one-time catalog pass inside its fit; the others read the file."""
-    return {"catalog_cache_seconds": round(sum(getattr(c, "cache_build_seconds", 0.0) for c in callbacks), 3)}
+    return sum(getattr(c, "cache_build_seconds", 0.0) for c in callbacks)
 
 
 def result_rows(dataset: str, model: str, run: dict[str, Any], **extra: Any) -> list[dict[str, Any]]:

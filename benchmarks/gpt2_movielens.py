@@ -132,17 +132,19 @@ def run_quality(args, names: list[str], backbone: str, figure: Path | None = Non
             start = time.perf_counter()
             run = fit_and_test(model, dm, epochs, callbacks=callbacks, patience=patience)
             fit_seconds = time.perf_counter() - start - run["test_seconds"]
+            cache_seconds = catalog_cache_seconds(callbacks)
             if extra:  # the hybrid's whole fit: the fast phase it continued from plus the dynamic epochs
                 fit_seconds += fast["fit_seconds"]
+                cache_seconds += fast["cache_seconds"]
                 run["epochs_run"] += fast["run"]["epochs_run"]
                 run["best_epoch"] += fast["run"]["epochs_run"]
             if name == "Enhanced-fast":
-                fast = {"model": model, "run": run, "fit_seconds": fit_seconds}
+                fast = {"model": model, "run": run, "fit_seconds": fit_seconds, "cache_seconds": cache_seconds}
             label = name if name == "NeuMF" else f"{name}[{backbone}]"
             rows += result_rows(args.dataset, label, run, epochs=args.epochs, seed=seed, split=args.split,
                                 backbone="none" if name == "NeuMF" else backbone, factor=args.factor,
                                 fit_seconds=round(fit_seconds), peak_memory_mb=round(peak_memory_mb()),
-                                **catalog_cache_seconds(callbacks),
+                                catalog_cache_seconds=round(cache_seconds, 3),
                                 epochs_run=run["epochs_run"], best_epoch=run.get("best_epoch"),
                                 best_val=run.get("best_val"), threads=torch.get_num_threads(),
                                 early_stopping=f"patience {args.patience} on val NDCG@10 (sampled)"

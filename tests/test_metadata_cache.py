@@ -261,3 +261,21 @@ def test_a_dynamic_model_under_a_callback_without_a_switch_is_warned_about(dm, t
     with pytest.warns(UserWarning, match="starts in dynamic text mode .* trains on cached text embeddings"):
         trainer(max_epochs=1, callbacks=[callback, recorder]).fit(enhanced(dm, use_cache=False), datamodule=dm)
     assert {mode for _, mode in recorder.modes} == {"cached"}  # what the warning says happened
+
+
+def test_cache_build_seconds_count_every_catalog_pass_of_a_fit_and_restart_with_the_next(dm, tmp_path, monkeypatch):
+    model = enhanced(dm)
+    compute = model.compute_text_cache
+
+    def slow_compute():  # a floor on each pass, so the sum over passes can be told from one pass
+        time.sleep(0.2)
+        return compute()
+
+    monkeypatch.setattr(model, "compute_text_cache", slow_compute)
+    callback = MetadataCacheCallback(str(tmp_path), switch_at_epoch=1)
+    trainer(max_epochs=2, callbacks=[callback]).fit(model, datamodule=dm)
+    assert callback.cache_build_seconds >= 0.4  # the initial cache and, after the switch, the tuned one
+    # The same callback on a new fit of the same frozen model reads the initial file and never switches.
+    callback.switch_at_epoch = None
+    trainer(max_epochs=1, callbacks=[callback]).fit(enhanced(dm), datamodule=dm)
+    assert callback.cache_build_seconds == 0.0
