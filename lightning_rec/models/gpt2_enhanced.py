@@ -10,14 +10,13 @@ its text view (van den Oord et al. 2018).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
-from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
 from lightning_rec.models.base import Batch, Recommender, check_per_item, normal_embedding
 from lightning_rec.models.mlp import tower_dims
+from lightning_rec.models.text_cache import ItemTextCacheMixin
 from lightning_rec.nn.fusion import CrossAttentionFusion
 from lightning_rec.nn.losses import RecommendationLoss, info_nce, recommendation_loss
 from lightning_rec.nn.text_encoder import ItemTextEncoder, Pooling
@@ -28,7 +27,7 @@ from lightning_rec.protocols import TextMode
 TextMemo = tuple[Tensor, Tensor]
 
 
-class GPT2RecommenderEnhanced(Recommender):
+class GPT2RecommenderEnhanced(ItemTextCacheMixin, Recommender):
     """NeuMF over user ID, item ID, item text and (optionally) history-attention features.
 
     ``score(u, i) = w^T [p_u * (q_i + t_i); MLP(p_u, [q_i; t_i; a_ui])]`` where ``t_i`` is the projected
@@ -143,29 +142,18 @@ class GPT2RecommenderEnhanced(Recommender):
         self.dynamic_items_per_step, self.refresh_every_n_steps = dynamic_items_per_step, refresh_every_n_steps
 
     # ------------------------------------------------------------------ text vectors
+    @property
+    def reads_text(self) -> bool:
+        return self.hparams.use_text
+
     def text_memo(self, items: Tensor) -> TextMemo:
         """Text vectors of the distinct non-negative ids in ``items``: each item encoded once."""
         ids = torch.unique(items[items >= 0])
-        encoder = self.text_encoder
-        live = self.training and self.text_mode == "dynamic"
-        budget = self.dynamic_items_per_step
-        if not self.hparams.use_text:
-            pooled = self.text_projection.weight.new_zeros(len(ids), encoder.hidden_size)
-        elif encoder.cache is not None and not live:
-            pooled = encoder.cache[ids]
-        elif live and budget is not None and len(ids) > budget:
-            # A random subset trains the adapters this step; the rest read the cache of recent adapters.
-            chosen = torch.randperm(len(ids), device=ids.device)[:budget]
-            pooled = self.text_cache_or_build()[ids].clone()
-            pooled[chosen] = encoder.encode(ids[chosen])
+        if self.reads_text:
+            pooled = self.pooled_text(ids)
         else:
-            pooled = encoder.encode(ids)
+            pooled = self.text_projection.weight.new_zeros(len(ids), self.text_encoder.hidden_size)
         return ids, self.text_projection(pooled)
-
-    def text_cache_or_build(self) -> Tensor:
-        if self.text_encoder.cache is None:
-            self.set_text_cache(self.compute_text_cache())
-        return self.text_encoder.cache
 
     @staticmethod
     def lookup(memo: TextMemo, items: Tensor) -> Tensor:
@@ -221,72 +209,3 @@ class GPT2RecommenderEnhanced(Recommender):
             _, weights = self.score_with_attention(batch["user"], items, batch["history"])
             prediction.update(history=batch["history"], attention=weights)
         return prediction
-
-    # ------------------------------------------------------------------ the SupportsTextCache protocol
-    def set_text_mode(self, mode: TextMode) -> None:
-        if mode not in ("cached", "dynamic"):
-            raise ValueError(f"text mode must be 'cached' or 'dynamic', got {mode!r}")
-        self.text_mode = mode
-
-    def text_cache_key(self) -> str:
-        return self.text_encoder.cache_key()
-
-    def compute_text_cache(self) -> Tensor:
-        return self.text_encoder.compute_cache()
-
-    def set_text_cache(self, embeddings: Tensor | None) -> None:
-        self.text_encoder.set_cache(embeddings)
-
-    # ------------------------------------------------------------------ cache upkeep in memory
-    def on_fit_start(self) -> None:
-        if self.text_mode == "cached" and self.text_encoder.cache is None and self.hparams.use_text:
-            rank_zero_info("computing item text embeddings in memory (add MetadataCacheCallback to reuse them)")
-            self.set_text_cache(self.compute_text_cache())
-
-    def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
-        every = self.refresh_every_n_steps
-        if (
-            every is not None and self.dynamic_items_per_step is not None and self.text_mode == "dynamic"
-            and self.global_step > 0 and self.global_step % every == 0
-        ):  # fmt: skip
-            self.set_text_cache(self.compute_text_cache())
-
-    def _refresh_for_evaluation(self) -> None:
-        # After dynamic training the cache is stale: one pass over the catalog, then fast scoring.
-        if self.hparams.use_text and (self.text_mode == "dynamic" or self.text_encoder.cache is None):
-            self.set_text_cache(self.compute_text_cache())
-
-    def on_validation_epoch_start(self) -> None:
-        self._refresh_for_evaluation()
-
-    def on_test_epoch_start(self) -> None:
-        self._refresh_for_evaluation()
-
-    def on_predict_epoch_start(self) -> None:
-        self._refresh_for_evaluation()
-
-    # ------------------------------------------------------------------ checkpoints
-    def frozen_pretrained_state(self) -> dict[str, Tensor]:
-        """Backbone weights that are both pretrained and frozen: reloaded by name, so never checkpointed."""
-        if not self.hparams.pretrained:
-            return {}
-        return {
-            f"text_encoder.backbone.{name}": parameter
-            for name, parameter in self.text_encoder.backbone.named_parameters()
-            if not parameter.requires_grad
-        }
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_save_checkpoint(checkpoint)
-        checkpoint["text_mode"] = self.text_mode
-        for name in self.frozen_pretrained_state():
-            checkpoint["state_dict"].pop(name, None)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_load_checkpoint(checkpoint)
-        self.text_mode = checkpoint.get("text_mode", self.text_mode)
-        # Only the weights left out on purpose are filled in from the loaded backbone; loading stays
-        # strict, so a checkpoint of another model or configuration fails naming its keys.
-        state = checkpoint["state_dict"]
-        for name, parameter in self.frozen_pretrained_state().items():
-            state.setdefault(name, parameter.detach())

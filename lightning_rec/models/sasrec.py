@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
@@ -10,8 +10,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightning_rec.models.base import Batch, Recommender, require_history, require_sequences
-from lightning_rec.nn.sequence import ItemSequenceEncoder
-from lightning_rec.nn.towers import dot_scores
+from lightning_rec.nn.losses import shared_negatives_softmax
+from lightning_rec.nn.sequence import ItemSequenceEncoder, trim_left_padding
+
+SequenceLoss = Literal["bce", "ce", "sampled_softmax"]
+#: Item indices (any shape, ``-1`` padding) -> item vectors ``[..., dim]``.
+ItemLookup = Callable[[Tensor], Tensor]
 
 
 class SASRec(Recommender):
@@ -19,8 +23,11 @@ class SASRec(Recommender):
 
     ``loss="bce"`` is the paper's: each next item against one sampled negative. ``loss="ce"`` is
     full cross-entropy over the catalog, which Klenitskiy & Vasilev (RecSys 2023) show is much
-    stronger. Train with the data module's ``train_mode="sequences"``; ``history_length`` is the
-    maximum sequence length (the paper uses 50 for Beauty, 200 for MovieLens-1M).
+    stronger. ``loss="sampled_softmax"`` is cross-entropy against ``num_negatives`` uniform negatives
+    drawn once per step and shared by every position (as gSASRec/eSASRec train): close to full CE at a
+    fraction of its cost on large catalogs. Train with the data module's ``train_mode="sequences"``;
+    ``history_length`` is the maximum sequence length (the paper uses 50 for Beauty, 200 for
+    MovieLens-1M). Batches are cut to their longest sequence, which is exact.
 
     Args:
         num_users: number of users (linked from the data module; SASRec itself has no user vectors).
@@ -30,7 +37,10 @@ class SASRec(Recommender):
         num_layers: Transformer blocks.
         num_heads: attention heads.
         dropout: dropout rate.
-        loss: ``bce`` (one sampled negative per position) or ``ce`` (softmax over all items).
+        loss: ``bce`` (one sampled negative per position), ``ce`` (softmax over all items) or
+            ``sampled_softmax`` (softmax over the positive and ``num_negatives`` shared negatives).
+        num_negatives: negatives per step for ``sampled_softmax``, drawn uniformly from the items with
+            training interactions; a negative equal to a position's own target is left out of its softmax.
         learning_rate: Adam learning rate.
         weight_decay: Adam weight decay.
         top_k: evaluation cut-offs.
@@ -52,45 +62,74 @@ class SASRec(Recommender):
         num_layers: int = 2,
         num_heads: int = 1,
         dropout: float = 0.2,
-        loss: Literal["bce", "ce"] = "ce",
+        loss: SequenceLoss = "ce",
+        num_negatives: int = 256,
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
         top_k: Sequence[int] = (5, 10, 20),
         predict_top_k: int = 10,
     ) -> None:
-        if loss not in ("bce", "ce"):
-            raise ValueError(f"SASRec loss must be 'bce' or 'ce', got {loss!r}")
+        if loss not in ("bce", "ce", "sampled_softmax"):
+            raise ValueError(f"SASRec loss must be 'bce', 'ce' or 'sampled_softmax', got {loss!r}")
         super().__init__(num_users, num_items, "bce", learning_rate, weight_decay, top_k, predict_top_k)
         self.save_hyperparameters()
-        self.sequence_loss = loss
+        self.sequence_loss, self.num_negatives = loss, num_negatives
         self.encoder = ItemSequenceEncoder(num_items, dim, max_length, num_layers, num_heads, dropout, causal=True)
+        #: Items that may be drawn as negatives (those with training interactions; set from the data module).
+        self.num_negative_pool = num_items
 
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        self.num_negative_pool = getattr(self.trainer.datamodule, "num_warm_items", self.num_items)
+
+    # ------------------------------------------------------------------ item vectors (text models override)
+    def item_lookup(self, items: Tensor) -> ItemLookup:
+        """A function giving the vectors of any of ``items`` (all indices a step will look up): here the
+        ID table; text-based subclasses encode each distinct item of ``items`` once."""
+        return self.encoder.embed
+
+    def catalog_vectors(self) -> Tensor:
+        """``[num_items, dim]``: the output item vectors (tied with the input embeddings)."""
+        return self.encoder.output_embeddings()
+
+    # ------------------------------------------------------------------ scoring
     def user_vectors(self, history: Tensor) -> Tensor:
         """The hidden state after the latest item: ``[B, dim]``."""
-        return self.encoder(history)[:, -1]
+        history = trim_left_padding(history[:, -self.encoder.max_length :])
+        return self.encoder(history, self.item_lookup(history)(history))[:, -1]
 
     def item_id_parameters(self) -> list[nn.Parameter]:
         return [self.encoder.item_embedding.weight]  # the catalog's rows come first
 
     def score(self, users: Tensor, items: Tensor, history: Tensor | None = None) -> Tensor:
         vectors = self.user_vectors(require_history(history, self))
-        return dot_scores(vectors, self.encoder.output_embeddings(), items)
+        return (vectors.unsqueeze(1) * self.item_lookup(items)(items)).sum(-1)
 
     def score_all(self, users: Tensor, history: Tensor | None = None) -> Tensor:
-        return self.user_vectors(require_history(history, self)) @ self.encoder.output_embeddings().T
+        return self.user_vectors(require_history(history, self)) @ self.catalog_vectors().T
 
+    # ------------------------------------------------------------------ training
     def training_loss(self, batch: Batch) -> Tensor:
-        sequences = require_sequences(batch, self)
+        sequences = trim_left_padding(require_sequences(batch, self)[:, -(self.encoder.max_length + 1) :])
         inputs, targets = sequences[:, :-1], sequences[:, 1:]
         valid = (inputs >= 0) & (targets >= 0)
-        hidden = self.encoder(inputs)[valid]  # [N, dim], one row per (position with a next item)
-        targets = targets[valid]
-        items = self.encoder.output_embeddings()
         if self.sequence_loss == "ce":
-            return F.cross_entropy(hidden @ items.T, targets)
-        negatives = batch["negative_items"][:, -inputs.shape[1] :][valid]
-        positive_logits = (hidden * items[targets]).sum(-1)
-        negative_logits = (hidden * items[negatives]).sum(-1)
+            lookup = self.item_lookup(torch.arange(self.num_items, device=sequences.device))
+        elif self.sequence_loss == "sampled_softmax":
+            negatives = torch.randint(self.num_negative_pool, (self.num_negatives,), device=sequences.device)
+            lookup = self.item_lookup(torch.cat([sequences.flatten(), negatives]))
+        else:
+            negatives = batch["negative_items"][:, -inputs.shape[1] :][valid]
+            lookup = self.item_lookup(torch.cat([sequences.flatten(), negatives]))
+        hidden = self.encoder(inputs, lookup(inputs))[valid]  # [N, dim], one row per position with a next item
+        targets = targets[valid]
+        if self.sequence_loss == "ce":
+            return F.cross_entropy(hidden @ lookup(torch.arange(self.num_items, device=hidden.device)).T, targets)
+        if self.sequence_loss == "sampled_softmax":
+            hits = targets.unsqueeze(1) == negatives.unsqueeze(0)
+            return shared_negatives_softmax(hidden, lookup(targets), lookup(negatives), hits)
+        positive_logits = (hidden * lookup(targets)).sum(-1)
+        negative_logits = (hidden * lookup(negatives)).sum(-1)
         return F.binary_cross_entropy_with_logits(
             torch.cat([positive_logits, negative_logits]),
             torch.cat([torch.ones_like(positive_logits), torch.zeros_like(negative_logits)]),

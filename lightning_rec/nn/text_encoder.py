@@ -205,10 +205,30 @@ class ItemTextEncoder(nn.Module):
                 hidden = self.backbone(**inputs).last_hidden_state
         else:
             hidden = self.backbone(**inputs).last_hidden_state
+        return self._pool_states(hidden, mask)
+
+    def _pool_states(self, hidden: Tensor, mask: Tensor) -> Tensor:
         if self.pooling == "last":
-            return hidden[torch.arange(len(items), device=hidden.device), mask.sum(1) - 1]
+            return hidden[torch.arange(len(hidden), device=hidden.device), mask.sum(1) - 1]
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * weights).sum(1) / weights.sum(1)
+
+    @torch.no_grad()
+    def encode_texts(self, texts: Sequence[str]) -> Tensor:
+        """Pooled states ``[len(texts), hidden]`` of texts outside the catalog (items added after training),
+        in eval mode through the whole backbone (the frozen lower blocks of a split included)."""
+        if not texts:
+            raise ValueError("encode_texts needs at least one text")
+        input_ids, attention_mask = tokenize_texts(texts, load_tokenizer(self.backbone_name), self.max_length)
+        was_training = self.training
+        self.eval()
+        device = self.input_ids.device
+        chunks = []
+        for start in range(0, len(texts), self.encode_batch_size):
+            ids, mask = (t[start : start + self.encode_batch_size].to(device) for t in (input_ids, attention_mask))
+            chunks.append(self._pool_states(self.backbone(input_ids=ids, attention_mask=mask).last_hidden_state, mask))
+        self.train(was_training)
+        return torch.cat(chunks).float()
 
     def encode(self, items: Tensor) -> Tensor:
         """Pooled backbone states ``[N, hidden]`` for item indices ``[N]``, each distinct item run once."""
