@@ -13,7 +13,10 @@ from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
 
+from lightning_rec.errors import debug_requested, reported_errors
+
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+SIZES = ("num_users", "num_items")
 
 
 class RecommenderCLI(LightningCLI):
@@ -28,6 +31,32 @@ class RecommenderCLI(LightningCLI):
             "data.item_popularity", "model.init_args.item_popularity", compute_fn=lambda counts: counts.tolist(),
             apply_on="instantiate",
         )  # fmt: skip
+        parser.add_argument("--predict_untrained", type=bool, default=False,
+                            help="allow predict without --ckpt_path (from untrained weights)")  # fmt: skip
+
+    def before_predict(self) -> None:
+        config = self.config[self.subcommand]
+        if config.get("ckpt_path") is None and not config.get("predict_untrained"):
+            raise ValueError(
+                "predict without --ckpt_path would rank items with an untrained model: pass --ckpt_path "
+                "checkpoints/<model>/<best>.ckpt (or --predict_untrained true to do it anyway)"
+            )
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        init_args = config.get("model", {}).get("init_args") or {}
+        self.typed_sizes = {size: init_args.get(size) for size in SIZES if init_args.get(size) is not None}
+
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        # The link fills the sizes from the data module; a different typed value would otherwise vanish.
+        for size, typed in self.typed_sizes.items():
+            linked = getattr(self.datamodule, size, typed)
+            if typed != linked:
+                raise ValueError(
+                    f"model.init_args.{size} is {typed} in the configuration, but the data module has {size}={linked}: "
+                    "remove it from the configuration (sizes are linked from the data module)"
+                )
 
     def _parse_ckpt_path(self) -> None:
         # The config defines the model (with sizes and item data linked from the data module); the
@@ -68,18 +97,20 @@ def show_library_logs(level: int = logging.INFO) -> None:
 
 
 def main(args: list[str] | None = None) -> RecommenderCLI:
+    """Runs the CLI; our input errors end as one line, ``error: <message>`` (``--debug`` keeps the traceback)."""
     show_library_logs()
     if args is None:
         # Rewritten in place rather than passed as ``args``, which LightningCLI reserves for calls from Python.
-        sys.argv[1:] = resolve_config_paths(sys.argv[1:])
+        sys.argv[1:], debug = debug_requested(resolve_config_paths(sys.argv[1:]))
     else:
-        args = resolve_config_paths(args)
-    # load_from_checkpoint_support=False: checkpoints keep what each model's __init__ received, not the
-    # linked data (item titles, popularity, ...) that models without those arguments never took.
-    return RecommenderCLI(
-        subclass_mode_model=True, subclass_mode_data=True, save_config_kwargs={"overwrite": True}, args=args,
-        load_from_checkpoint_support=False,
-    )  # fmt: skip
+        args, debug = debug_requested(resolve_config_paths(args))
+    with reported_errors(debug):
+        # load_from_checkpoint_support=False: checkpoints keep what each model's __init__ received, not the
+        # linked data (item titles, popularity, ...) that models without those arguments never took.
+        return RecommenderCLI(
+            subclass_mode_model=True, subclass_mode_data=True, save_config_kwargs={"overwrite": True}, args=args,
+            load_from_checkpoint_support=False,
+        )  # fmt: skip
 
 
 if __name__ == "__main__":

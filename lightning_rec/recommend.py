@@ -19,15 +19,18 @@ import inspect
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import yaml
-from lightning.pytorch.cli import instantiate_class
-from torch import Tensor
 
-from lightning_rec.data.datamodule import InteractionDataModule
-from lightning_rec.models import GPT4Rec, M6Rec, Recommender
-from lightning_rec.retrieval import rank_merge, title_index
+from lightning_rec.errors import debug_requested, reported_errors
+
+if TYPE_CHECKING:  # the models pull in transformers and peft: imported where used, so --help is instant
+    from torch import Tensor
+
+    from lightning_rec.data.datamodule import InteractionDataModule
+    from lightning_rec.models import GPT4Rec, M6Rec, Recommender
 
 #: Arguments a model may take from the data module (what the CLI links).
 LINKED = ("num_users", "num_items", "item_titles", "item_texts", "item_categories", "item_popularity")
@@ -137,6 +140,9 @@ class HybridRecommender:
         return item not in exclude and (allowed is None or item in allowed)
 
     def _generative(self, history: Tensor, request: str, k: int, exclude: set[int], allowed) -> list:
+        from lightning_rec.models import GPT4Rec, M6Rec
+        from lightning_rec.retrieval import rank_merge, title_index
+
         model = self.generative
         if isinstance(model, M6Rec):
             # Beam search returns at most num_beams titles; ask for more when a category filters them.
@@ -154,6 +160,8 @@ class HybridRecommender:
         return []
 
     def _text_search(self, request: str, k: int, exclude: set[int], allowed) -> list:
+        from lightning_rec.retrieval import title_index
+
         index = title_index(self.search_texts, 1.2, 0.75)
         found = index.search([request], len(self.titles))[0]  # every item with a positive score
         kept = [i for i in found if self._keep(i, exclude, allowed)][:k]
@@ -204,10 +212,46 @@ def load_model(checkpoint: str, class_name: str, datamodule: InteractionDataModu
                 f"checkpoint {checkpoint} was trained with {size}={saved[size]}, the data has "
                 f"{getattr(datamodule, size)}: it does not match this catalog"
             )
+    linked = linked_arguments(cls, datamodule)
+    try:
+        return cls.load_from_checkpoint(checkpoint, map_location="cpu", **linked)
+    except RuntimeError as err:
+        if saved_class is not None or "state_dict" not in str(err):
+            raise
+        # A checkpoint from before model classes were recorded: say which class its weights fit.
+        guess = class_with_keys(set(payload["state_dict"]), saved, datamodule)
+        hint = f"its weights are a {guess}'s: name that class" if guess else "name the class it was trained as"
+        raise ValueError(f"checkpoint {checkpoint} records no model class and its weights do not fit a {class_name}; "
+                         f"{hint}") from None  # fmt: skip
+
+
+def linked_arguments(cls: type, datamodule: InteractionDataModule) -> dict:
+    """The data module's sizes and item data that ``cls`` takes, as the CLI links them."""
+    parameters = inspect.signature(cls.__init__).parameters
     linked = {name: getattr(datamodule, name) for name in LINKED if name in parameters}
     if "item_popularity" in linked:
         linked["item_popularity"] = linked["item_popularity"].tolist()
-    return cls.load_from_checkpoint(checkpoint, map_location="cpu", **linked)
+    return linked
+
+
+def class_with_keys(keys: set[str], saved: dict, datamodule: InteractionDataModule) -> str | None:
+    """The ID-only model class (cheap to build) whose state dict has exactly ``keys``, built from the
+    checkpoint's saved arguments; ``None`` when none has."""
+    import lightning_rec.models as models
+
+    for name in sorted(models.__all__):
+        cls = getattr(models, name)
+        parameters = inspect.signature(cls.__init__).parameters
+        if "backbone" in parameters or name == "Recommender":
+            continue  # text models load a language model to be built
+        arguments = {k: v for k, v in saved.items() if k in parameters}
+        try:
+            candidate = cls(**{**arguments, **linked_arguments(cls, datamodule)})
+        except (TypeError, ValueError):
+            continue
+        if set(candidate.state_dict()) == keys:
+            return name
+    return None
 
 
 def build_datamodule(config: str | None) -> InteractionDataModule:
@@ -219,6 +263,8 @@ def build_datamodule(config: str | None) -> InteractionDataModule:
     path = Path(config)
     if not path.is_file() and (Path(__file__).resolve().parent.parent / "configs" / config).is_file():
         path = Path(__file__).resolve().parent.parent / "configs" / config
+    from lightning.pytorch.cli import instantiate_class
+
     section = yaml.safe_load(path.read_text())
     section = section.get("data", section)
     if "class_path" not in section:
@@ -227,6 +273,13 @@ def build_datamodule(config: str | None) -> InteractionDataModule:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
+    """The entry point; our input errors end as one line, ``error: <message>`` (``--debug``: the traceback)."""
+    argv, debug = debug_requested(sys.argv[1:] if argv is None else list(argv))
+    with reported_errors(debug):
+        return recommend_from_arguments(argv)
+
+
+def recommend_from_arguments(argv: list[str]) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--user", help="raw user id as in the dataset")
     parser.add_argument("--request", help="free-text request")
@@ -237,6 +290,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--collaborative-model", default="NeuMF", help="its class in lightning_rec.models")
     parser.add_argument("--generative", help="checkpoint of M6Rec or GPT4Rec")
     parser.add_argument("--generative-model", default="M6Rec", choices=["M6Rec", "GPT4Rec"])
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
     datamodule = build_datamodule(args.data_config)
     collaborative = load_model(args.collaborative, args.collaborative_model, datamodule) if args.collaborative else None

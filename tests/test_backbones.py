@@ -126,3 +126,24 @@ def test_the_generative_recommenders_run_on_a_llama_backbone(tiny_gguf, cache):
     m6rec = M6Rec(2, 4, titles, titles, backbone=str(tiny_gguf), pretrained=True, peft="lora", num_beams=3)
     generated = m6rec.generate_items(torch.tensor([[0, 1]]))[0]
     assert generated and set(generated) <= {2, 3}  # catalog items the user does not have
+
+
+@pytest.mark.parametrize("content", [b"", b"GGUF\x03\x00\x00\x00truncated"])
+def test_an_empty_or_truncated_gguf_file_is_named_with_the_fix(tmp_path, cache, content):
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(content)
+    with pytest.raises(backbones.BackboneError, match=rf"could not read the GGUF file {broken} .*reinstall it"):
+        resolve_backbone(str(broken))
+
+
+def test_a_cache_path_that_is_a_file_names_the_variable(tiny_gguf, tmp_path, monkeypatch):
+    (tmp_path / "not-a-folder").write_text("")
+    monkeypatch.setenv("LIGHTNING_REC_CACHE", str(tmp_path / "not-a-folder"))
+    with pytest.raises(backbones.BackboneError, match="point LIGHTNING_REC_CACHE at a folder"):
+        resolve_backbone(str(tiny_gguf))
+
+
+def test_an_unknown_backbone_fails_fast_offline_even_without_pretrained_weights(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(backbones.BackboneError, match="could not load backbone 'gpt-9000': no network"):
+        ItemTextEncoder(["a"], backbone="gpt-9000", pretrained=False)

@@ -84,3 +84,33 @@ def test_a_users_own_callbacks_module_does_not_shadow_ours(tmp_path):
               "import callbacks\nassert callbacks.MY_CALLBACKS\n")  # fmt: skip
     run = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+def error_line(capsys, argv: list[str]) -> str:
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    return err[-1]
+
+
+def test_sizes_typed_in_the_configuration_must_match_the_data(capsys):
+    line = error_line(capsys, ["fit", "--config", "neumf.yaml", "--model.init_args.num_users", "5",
+                               "--trainer.fast_dev_run", "1"])  # fmt: skip
+    assert line.startswith("error: model.init_args.num_users is 5 in the configuration, but the data module has")
+
+
+def test_predict_without_a_checkpoint_is_an_error(capsys):
+    line = error_line(capsys, ["predict", "--config", "neumf.yaml"])
+    assert line.startswith("error: predict without --ckpt_path would rank items with an untrained model")
+
+
+def test_a_backbone_that_cannot_load_is_one_line_naming_it(capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    line = error_line(capsys, ["fit", "--config", "enhanced.yaml", "--model.init_args.backbone", "gpt-9000",
+                               "--model.init_args.pretrained", "true", "--trainer.fast_dev_run", "1"])  # fmt: skip
+    assert line.startswith("error: could not load backbone 'gpt-9000': no network and not in the local cache")
+    # --debug keeps the traceback: the error itself is raised.
+    with pytest.raises(ValueError, match="could not load backbone 'gpt-9000'"):
+        main(["fit", "--config", "enhanced.yaml", "--model.init_args.backbone", "gpt-9000", "--debug",
+              "--trainer.fast_dev_run", "1"])  # fmt: skip

@@ -102,3 +102,24 @@ def test_a_checkpoint_of_another_model_class_is_an_error_before_anything_is_buil
     # A checkpoint written without the class name: its arguments give it away.
     with pytest.raises(ValueError, match=r"arguments \[.*'backbone'.*\] that NeuMF does not take"):
         load_model(str(checkpoints / "m6rec.ckpt"), "NeuMF", ml1m)
+
+
+def test_an_old_checkpoint_of_a_gmf_given_as_neumf_names_the_class_its_weights_fit(ml1m, tmp_path):
+    from lightning_rec.models import GMF
+
+    gmf = GMF(ml1m.num_users, ml1m.num_items, factor=8)
+    # Written before checkpoints recorded their class: GMF's arguments are a subset of NeuMF's.
+    torch.save({"state_dict": gmf.state_dict(), "hyper_parameters": dict(gmf.hparams),
+                "pytorch-lightning_version": L.__version__}, tmp_path / "gmf.ckpt")  # fmt: skip
+    with pytest.raises(ValueError, match=r"records no model class .* not fit a NeuMF; its weights are a GMF's"):
+        load_model(str(tmp_path / "gmf.ckpt"), "NeuMF", ml1m)
+
+
+def test_the_entry_point_reports_our_errors_in_one_line(capsys, monkeypatch):
+    with pytest.raises(SystemExit) as stop:
+        main(["--user", "no-such-user"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.startswith("error: unknown user id")
+    monkeypatch.setenv("LIGHTNING_REC_DEBUG", "1")
+    with pytest.raises(ValueError, match="unknown user id"):
+        main(["--user", "no-such-user"])

@@ -23,8 +23,12 @@ import importlib.util
 import logging
 import os
 import shutil
+import socket
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlparse
 
 import torch
 from torch import Tensor, nn
@@ -47,6 +51,63 @@ LORA_TARGETS = {
 }
 
 
+Loaded = TypeVar("Loaded")
+
+
+class BackboneError(ValueError):
+    """A backbone that cannot be found or read; the message names it and the fix."""
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub answers within ``timeout`` seconds (never when ``HF_HUB_OFFLINE``)."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def load_pretrained(loader: Callable[..., Loaded], name_or_path: str, **kwargs) -> Loaded:
+    """``loader(resolved path, **kwargs)`` (a ``from_pretrained``) for a backbone name or path, failing
+    with one line that names the backbone and the fix. A hub name is read from the local cache first, and
+    the hub is asked only when it answers, instead of retrying for a minute without a network.
+
+    Example:
+        >>> from transformers import AutoConfig
+        >>> load_pretrained(AutoConfig.from_pretrained, "tiny-gpt2").n_layer
+        2
+    """
+    path = resolve_backbone(name_or_path)
+    if Path(path).exists():
+        try:
+            return loader(path, **kwargs)
+        except (OSError, ValueError) as err:
+            raise BackboneError(f"could not load backbone {name_or_path!r} from {path}: {_first_line(err)}") from None
+    try:
+        return loader(path, local_files_only=True, **kwargs)
+    except (OSError, ValueError):
+        pass
+    if not hub_reachable():
+        raise BackboneError(
+            f"could not load backbone {name_or_path!r}: no network and not in the local cache; "
+            "use smollm2-135m (make pretrained) or a local path"
+        )
+    try:
+        return loader(path, **kwargs)
+    except (OSError, ValueError) as err:
+        raise BackboneError(
+            f"could not load backbone {name_or_path!r} from the Hugging Face hub ({_first_line(err)}): "
+            "check the name, or pass a local folder"
+        ) from None
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 def cache_root() -> Path:
     """Where converted backbones live: ``$LIGHTNING_REC_CACHE`` or ``~/.cache/lightning_rec``."""
     return Path(os.environ.get("LIGHTNING_REC_CACHE", Path.home() / ".cache" / "lightning_rec"))
@@ -64,7 +125,7 @@ def resolve_backbone(name_or_path: str) -> str:
     path = Path(name_or_path)
     if path.suffix == ".gguf":
         if not path.is_file():
-            raise FileNotFoundError(f"GGUF file {path} does not exist")
+            raise BackboneError(f"GGUF file {path} does not exist: check the path")
         return converted_gguf_folder(path)
     if not path.exists() and (ASSETS / name_or_path / "config.json").is_file():
         return str(ASSETS / name_or_path)
@@ -101,11 +162,22 @@ def converted_gguf_folder(gguf_file: Path, root: Path | None = None) -> str:
     target = (root or cache_root()) / f"{gguf_file.stem}-{_file_digest(str(gguf_file), stat.st_size, stat.st_mtime_ns)}"
     if (target / "config.json").is_file():
         return str(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise BackboneError(
+            f"the backbone cache {target.parent} is not a folder: point LIGHTNING_REC_CACHE at a folder"
+        ) from None
     temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     log.info("converting %s to a safetensors folder %s (once)", gguf_file, target)
     try:
-        convert_gguf(gguf_file, temporary)
+        try:
+            convert_gguf(gguf_file, temporary)
+        except Exception as err:  # the gguf reader fails in many ways on a cut or foreign file
+            raise BackboneError(
+                f"could not read the GGUF file {gguf_file} ({type(err).__name__}: {_first_line(err)}): it may be "
+                "truncated or not a GGUF file; download or reinstall it"
+            ) from None
         try:
             temporary.rename(target)  # atomic: readers see no folder or a whole one
         except OSError:  # another process finished first; its folder is the same conversion

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from lightning_rec.nn.backbones import resolve_backbone
+from lightning_rec.nn.backbones import load_pretrained
 from lightning_rec.nn.text_encoder import add_lora, apply_peft
 
 log = logging.getLogger(__name__)
@@ -37,11 +37,10 @@ def load_causal_lm(
 ) -> nn.Module:
     """A Hugging Face causal LM (pretrained, or a random init of its config), optionally wrapped by
     ``peft``: LoRA adapters or prompt tuning (``num_virtual_tokens`` learned input vectors)."""
-    path = resolve_backbone(name_or_path)
     model = (
-        AutoModelForCausalLM.from_pretrained(path).train()  # eval mode otherwise: see load_backbone
+        load_pretrained(AutoModelForCausalLM.from_pretrained, name_or_path).train()  # eval otherwise: see load_backbone
         if pretrained
-        else AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path))
+        else AutoModelForCausalLM.from_config(load_pretrained(AutoConfig.from_pretrained, name_or_path))
     )
     if peft == "lora":
         return add_lora(model, lora_rank, 2 * lora_rank, 0.0, lora_target_modules)

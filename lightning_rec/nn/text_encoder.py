@@ -22,6 +22,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer
 from lightning_rec.nn.backbones import (
     blocks_name,
     default_lora_targets,
+    load_pretrained,
     lower_layers_skipped,
     resolve_backbone,
     transformer_layers,
@@ -34,18 +35,17 @@ Pooling = Literal["mean", "last"]
 
 def load_backbone(name_or_path: str, pretrained: bool) -> nn.Module:
     """Pretrained weights by name/path, or a random initialisation of that configuration."""
-    path = resolve_backbone(name_or_path)
     if pretrained:
         # from_pretrained returns eval mode, and Lightning keeps each module's mode: without train() the
         # backbone's dropout would stay off while the recommender trains.
-        return AutoModel.from_pretrained(path).train()
-    return AutoModel.from_config(AutoConfig.from_pretrained(path))
+        return load_pretrained(AutoModel.from_pretrained, name_or_path).train()
+    return AutoModel.from_config(load_pretrained(AutoConfig.from_pretrained, name_or_path))
 
 
 def load_tokenizer(name_or_path: str):
     """The backbone's tokenizer, padding on the right with a pad token (the end-of-text token where
     it has none, as GPT-2; padding is masked out). Generation pads on the left by itself."""
-    tokenizer = AutoTokenizer.from_pretrained(resolve_backbone(name_or_path))
+    tokenizer = load_pretrained(AutoTokenizer.from_pretrained, name_or_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
