@@ -153,6 +153,10 @@ def run(name: str, seed: int, args) -> dict[str, Any]:
     start = time.perf_counter()
     trainer.fit(model, datamodule=dm, ckpt_path=str(last) if last.exists() else None)
     fit_seconds = time.perf_counter() - start
+    stopper = callbacks[2]
+    if not stopper.stopped_epoch and trainer.current_epoch < trainer.max_epochs:
+        logging.warning("%s seed %d: fit ended at epoch %d without early stopping (should_stop=%s, interrupted=%s)",
+                        name, seed, trainer.current_epoch, trainer.should_stop, trainer.interrupted)  # fmt: skip
     best_epoch = max(curve.points, key=lambda point: point[2])[0] if curve.points else 0
     metrics = trainer.test(model, datamodule=dm, ckpt_path=checkpoint.best_model_path or None, verbose=False)[0]
     data = dm.data
@@ -226,6 +230,7 @@ def main() -> None:
     parser.add_argument("--publish", action="store_true", help="also merge the rows into benchmarks/results/")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("lightning.pytorch").setLevel(logging.INFO)  # why each fit stopped
     out = Path(args.out)
     if args.command == "plot":
         print(f"wrote {plot(out)}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
@@ -86,8 +87,20 @@ def resolve_config_paths(argv: list[str]) -> list[str]:
     return resolved
 
 
+class DropTips(logging.Filter):
+    """Drops Lightning's advertising tips (cloud loggers, model registries) from the first screen."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).lstrip().startswith("💡")
+
+
 def show_library_logs(level: int = logging.INFO) -> None:
-    """Our INFO lines (dropped counts, cache paths, splits) reach the terminal, like Lightning's own."""
+    """Our INFO lines (dropped counts, cache paths, splits) reach the terminal, like Lightning's own;
+    Lightning's tips do not."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(DropTips())
+    # Lightning's own use of a deprecated torch API, nothing a user can act on.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     logger = logging.getLogger("lightning_rec")
     logger.setLevel(level)
     if not logger.handlers:

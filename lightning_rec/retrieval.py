@@ -13,6 +13,8 @@ import torch
 from torch import Tensor
 
 log = logging.getLogger(__name__)
+# bm25s sets its own logger to DEBUG at import, so every index build would print a line.
+logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 
 class TitleIndex:

@@ -62,11 +62,17 @@ def tokenize_texts(texts: Sequence[str], tokenizer, max_length: int) -> tuple[Te
         log.warning("%d item texts are empty; encoded as the end-of-text token", empty)
     filler = tokenizer.eos_token or tokenizer.pad_token or " "
     dataset = datasets.Dataset.from_dict({"text": [text if text.strip() else filler for text in texts]})
-    dataset = dataset.map(
-        lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_length, padding="max_length"),
-        batched=True,
-        remove_columns=["text"],
-    )
+    was_disabled = datasets.utils.logging.is_progress_bar_enabled() is False
+    datasets.disable_progress_bars()  # one tokenization pass per model: a progress bar is only noise
+    try:
+        dataset = dataset.map(
+            lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_length, padding="max_length"),
+            batched=True,
+            remove_columns=["text"],
+        )
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()
     columns = dataset.with_format("torch")[:]
     return columns["input_ids"], columns["attention_mask"]
 
