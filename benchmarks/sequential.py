@@ -1,7 +1,7 @@
 """Sequential, text-enhanced sequential and content models with full-ranking metrics on Amazon Beauty
 and MovieLens-100K, each at convergence.
 
-    python -m benchmarks.sequential --dataset beauty --data path/to/amazon-beauty --models SASRec-SS \\
+    python -m benchmarks.sequential --dataset beauty --data path/to/amazon-beauty --models SASRec \\
         --seeds 0,1,2 --patience 20 --max-epochs 200
     python -m benchmarks.sequential --dataset beauty --data path/to/amazon-beauty --backbone minilm \\
         --models TextSASRec-init,TextSASRec-fuse,TextSASRec-text
@@ -40,7 +40,7 @@ from lightning_rec.data_modules import AmazonDataModule, MovieLens100KDataModule
 from lightning_rec.models import FMBPR, BERT4Rec, ContentRec, ItemPop, SASRec, TextSASRec, YouTubeDNN
 
 TOP_K = (5, 10, 20, 40)
-SEQUENCE_MODELS = {"SASRec-CE", "SASRec-BCE", "SASRec-SS", "BERT4Rec"}
+SEQUENCE_MODELS = {"SASRec", "SASRec-CE", "SASRec-BCE", "BERT4Rec"}
 TEXT_SEQUENCE_MODELS = {"TextSASRec-init", "TextSASRec-fuse", "TextSASRec-text"}
 MONITOR = "val/full/NDCG@10"
 
@@ -97,8 +97,9 @@ def text_kwargs(backbone: str) -> dict[str, Any]:
 def build_model(name: str, dm, args) -> L.LightningModule:
     n, m, common = dm.num_users, dm.num_items, {"top_k": TOP_K}
     sequence = dict(dim=args.dim, max_length=args.max_length, **common)
-    published = dict(num_layers=1, num_heads=1, dropout=0.2, loss="sampled_softmax", num_negatives=256)
-    if name == "SASRec-SS":  # eSASRec's Beauty settings (blondered/transformer_benchmark), --dim aside
+    # eSASRec's Beauty settings (blondered/transformer_benchmark), --dim and --loss aside.
+    published = dict(num_layers=1, num_heads=1, dropout=0.2, loss=args.loss, num_negatives=256)
+    if name == "SASRec":
         return SASRec(n, m, **sequence, **published, learning_rate=1e-3)
     if name in TEXT_SEQUENCE_MODELS:
         return TextSASRec(n, m, dm.item_texts, item_representation=name.split("-")[1], **text_kwargs(args.backbone),
@@ -123,14 +124,15 @@ def build_model(name: str, dm, args) -> L.LightningModule:
 
 
 def row_key(row: dict[str, Any]) -> tuple:
-    return tuple(row.get(k) for k in ("dataset", "model", "backbone", "seed", "dim", "strategy"))
+    return tuple(row.get(k) for k in ("dataset", "model", "backbone", "seed", "dim", "strategy", "loss"))
 
 
 def run_identity(name: str, seed: int, args) -> dict[str, Any]:
     """The fields that name a run (its :func:`row_key`), so a finished run is found and skipped."""
     is_text = name in TEXT_SEQUENCE_MODELS
     return {"dataset": args.dataset, "model": name, "backbone": args.backbone if is_text else "none", "seed": seed,
-            "dim": None if name == "ItemPop" else args.dim, "strategy": "fast" if is_text else None}  # fmt: skip
+            "dim": None if name == "ItemPop" else args.dim, "strategy": "fast" if is_text else None,
+            "loss": args.loss if name == "SASRec" or is_text else None}  # fmt: skip
 
 
 def run(name: str, seed: int, args) -> dict[str, Any]:
@@ -138,10 +140,13 @@ def run(name: str, seed: int, args) -> dict[str, Any]:
     is_text = name in TEXT_SEQUENCE_MODELS
     dm = build_datamodule(args, sequences=name in SEQUENCE_MODELS or is_text, seed=seed)
     model = build_model(name, dm, args)
-    run_dir = Path(args.out) / "checkpoints" / f"{args.dataset}-{name}-{args.backbone if is_text else 'none'}-{seed}"
+    run_dir = Path(args.out) / "checkpoints" / "-".join(str(v) for v in run_identity(name, seed, args).values())
     curve = ValidationCurve()
-    checkpoint = ModelCheckpoint(dirpath=run_dir, monitor=MONITOR, mode="max", filename="best", save_last=True)
-    callbacks: list[Callback] = [curve, checkpoint, EarlyStopping(monitor=MONITOR, mode="max", patience=args.patience)]
+    checkpoint = ModelCheckpoint(dirpath=run_dir, monitor=MONITOR, mode="max", filename="best")
+    # Saved every epoch (a monitored checkpoint's save_last only follows its improvements), to resume from.
+    latest = ModelCheckpoint(dirpath=run_dir, filename="last", enable_version_counter=False)
+    stopper = EarlyStopping(monitor=MONITOR, mode="max", patience=args.patience)
+    callbacks: list[Callback] = [curve, checkpoint, latest, stopper]
     text_cache = MetadataCacheCallback(cache_dir=args.cache_dir, switch_at_epoch=None)
     if is_text:  # the catalog's text vectors are computed once per backbone and read from disk after
         callbacks.append(text_cache)
@@ -150,14 +155,12 @@ def run(name: str, seed: int, args) -> dict[str, Any]:
         num_sanity_val_steps=0,
     )  # fmt: skip
     last = run_dir / "last.ckpt"
-    start = time.perf_counter()
     trainer.fit(model, datamodule=dm, ckpt_path=str(last) if last.exists() else None)
-    fit_seconds = time.perf_counter() - start
-    stopper = callbacks[2]
-    if not stopper.stopped_epoch and trainer.current_epoch < trainer.max_epochs:
-        logging.warning("%s seed %d: fit ended at epoch %d without early stopping (should_stop=%s, interrupted=%s)",
-                        name, seed, trainer.current_epoch, trainer.should_stop, trainer.interrupted)  # fmt: skip
-    best_epoch = max(curve.points, key=lambda point: point[2])[0] if curve.points else 0
+    # A resumed fit's clock continues from the checkpoint's, so this is the whole fit's time.
+    fit_seconds = curve.minutes() * 60
+    # Testing the best checkpoint restores the callbacks' states as they were then: keep the whole curve.
+    points = list(curve.points)
+    best_epoch = max(points, key=lambda point: point[2])[0] if points else 0
     metrics = trainer.test(model, datamodule=dm, ckpt_path=checkpoint.best_model_path or None, verbose=False)[0]
     data = dm.data
     evaluated = int(((data.test_items >= 0) | data.test_unrankable).sum())
@@ -167,9 +170,10 @@ def run(name: str, seed: int, args) -> dict[str, Any]:
     # Misses add 0 to every sum: without those users a mean scales by evaluated / rankable.
     row.update({f"{k}_rankable": round(row[k] * evaluated / (evaluated - unrankable), 4)
                 for k in ("HR@10", "NDCG@10", "Recall@10") if k in row})  # fmt: skip
-    epochs = len(curve.points)
+    curve.points = points
+    epochs = len(points)
     bar_minutes = curve.first_minutes_at(args.quality_bar)
-    best_minutes = next((minutes for epoch, minutes, _ in curve.points if epoch == best_epoch), None)
+    best_minutes = next((minutes for epoch, minutes, _ in points if epoch == best_epoch), None)
     row.update(
         item_representation=name.split("-")[1] if is_text else None, epochs=epochs, best_epoch=best_epoch,
         seconds_per_epoch=round(fit_seconds / max(1, epochs), 2),
@@ -178,7 +182,7 @@ def run(name: str, seed: int, args) -> dict[str, Any]:
         minutes_to_best_epoch=best_minutes, peak_memory_mb=round(peak_memory_mb()), threads=torch.get_num_threads(),
         test_users=evaluated, test_users_unrankable=unrankable, max_length=args.max_length,
         split="leave-one-out by position" if args.dataset == "beauty" else "leave-one-out by time",
-        val_curve=curve.points,
+        stopped_early=bool(stopper.stopped_epoch), val_curve=points,
     )  # fmt: skip
     return row
 
@@ -217,10 +221,12 @@ def main() -> None:
     parser.add_argument("command", nargs="?", choices=["run", "plot"], default="run")
     parser.add_argument("--dataset", choices=["beauty", "ml-100k"], default="beauty")
     parser.add_argument("--data", help="folder of the dataset's files")
-    parser.add_argument("--models", default="ItemPop,FM-BPR,YouTubeDNN,ContentRec,SASRec-SS,BERT4Rec")
+    parser.add_argument("--models", default="ItemPop,FM-BPR,YouTubeDNN,ContentRec,SASRec,BERT4Rec")
     parser.add_argument("--backbone", choices=BACKBONES, default="minilm", help="item text LM of TextSASRec")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds")
     parser.add_argument("--dim", type=int, default=64, help="hidden size of the sequence models")
+    parser.add_argument("--loss", choices=["sampled_softmax", "ce"], default="sampled_softmax",
+                        help="loss of SASRec and TextSASRec (1 block, 1 head)")  # fmt: skip
     parser.add_argument("--max-epochs", type=int, default=200)
     parser.add_argument("--patience", type=int, default=20, help="epochs without a better val NDCG@10")
     parser.add_argument("--max-length", type=int, default=50, help="sequence length (history items)")
