@@ -27,7 +27,9 @@ class MovieLens1MDataModule(InteractionDataModule):
             dataset (same format, planted preferences) so everything runs offline.
         ratings_file: another ratings file, e.g. a CSV ``user_id,movie_id,rating[,timestamp]``;
             without timestamps the split is a seeded random leave-one-out (a warning says so).
-        download: fetch and unzip the official archive from GroupLens into ``data_dir`` when missing.
+        download: fetch and unzip the official archive into ``data_dir`` when ``ratings.dat`` is missing; it
+            happens wherever the data is first read (the CLI's size links, ``dm.num_users``, ``prepare_data``).
+        url: the archive to download (GroupLens by default; a mirror, or a local server in tests).
         min_rating: drop ratings below this (0 keeps all).
         **kwargs: batching, negatives and seed, see :class:`InteractionDataModule`.
 
@@ -42,13 +44,16 @@ class MovieLens1MDataModule(InteractionDataModule):
         data_dir: str | None = None,
         ratings_file: str | None = None,
         download: bool = False,
+        url: str = GROUPLENS_URL,
         min_rating: float = 0,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        if download and not data_dir:
+            raise ValueError("download needs a data_dir to download into, e.g. --data.init_args.data_dir ml-1m")
         self.data_dir = Path(data_dir) if data_dir else EMBEDDED_DIR
         self.ratings_file = ratings_file
-        self.download = download
+        self.download, self.url = download, url
         self.min_rating = min_rating
 
     def prepare_data(self) -> None:
@@ -56,11 +61,18 @@ class MovieLens1MDataModule(InteractionDataModule):
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
         archive = self.data_dir / "ml-1m.zip"
-        log.info("downloading %s to %s", GROUPLENS_URL, archive)
-        urllib.request.urlretrieve(GROUPLENS_URL, archive)
+        partial = archive.with_suffix(".zip.part")
+        log.info("downloading %s to %s", self.url, archive)
+        try:
+            urllib.request.urlretrieve(self.url, partial)
+        except OSError as err:
+            partial.unlink(missing_ok=True)
+            raise FileNotFoundError(f"could not download {self.url} ({err}): check the network or the url") from None
+        partial.rename(archive)  # a cut download never looks complete
         with zipfile.ZipFile(archive) as zipped:
             for member in ("movies.dat", "ratings.dat", "users.dat", "README"):
                 (self.data_dir / member).write_bytes(zipped.read(f"ml-1m/{member}"))
 
     def load_log(self) -> InteractionLog:
+        self.prepare_data()  # the sizes are read before Lightning calls prepare_data (CLI links, scripts)
         return parse_movielens_1m(self.data_dir, self.ratings_file, self.min_rating)
