@@ -33,7 +33,16 @@ from pathlib import Path
 
 import lightning as L
 
-from benchmarks.common import RESULTS_DIR, catalog_cache_seconds, markdown_table, quiet_trainer, result_rows
+from benchmarks.common import (
+    add_output_arguments,
+    catalog_cache_seconds,
+    markdown_table,
+    pyplot,
+    quiet_trainer,
+    result_rows,
+    results_dir,
+    use_output_dir,
+)
 from benchmarks.gpt2_movielens import BACKBONES, backbone_kwargs, build, peak_memory_mb
 from lightning_rec.callbacks import MetadataCacheCallback
 from lightning_rec.data_modules import AmazonDataModule, MovieLens1MDataModule
@@ -42,7 +51,6 @@ from lightning_rec.models import GENRE, ContentRec, ItemPop
 MODELS = ["ItemPop", "NeuMF", "ContentRec", "GENRE", "GPT2Recommender", "Enhanced-fast"]
 TEXT_MODELS = {"ContentRec", "GENRE", "GPT2Recommender", "Enhanced-fast"}
 TESTS = {"warm": ("warm", "all"), "cold-all": ("cold", "all"), "cold-only": ("cold", "cold")}
-RESULTS = RESULTS_DIR / "cold_start.json"
 
 
 def build_datamodule(args, seed: int) -> L.LightningDataModule:
@@ -119,14 +127,14 @@ SPLITS = {"ml-1m": "leave-one-out, random per user (seeded)", "beauty": "leave-o
 
 def merge(rows: list[dict]) -> list[dict]:
     """Replaces earlier rows of the same dataset, model, seed and protocol; keeps the rest."""
-    kept = json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+    kept = json.loads(results_file().read_text()) if results_file().exists() else []
 
     def key(row):
         return row["dataset"], row["model"], row["seed"], row["protocol"]
 
     done = {key(r) for r in rows}
     merged = [r for r in kept if key(r) not in done] + rows
-    RESULTS.write_text(json.dumps(merged, indent=1) + "\n")
+    results_file().write_text(json.dumps(merged, indent=1) + "\n")
     return merged
 
 
@@ -143,11 +151,12 @@ def summarise(rows: list[dict], metric: str = "NDCG@10") -> list[dict]:
     ]  # fmt: skip
 
 
-def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
+def results_file() -> Path:
+    return results_dir() / "cold_start.json"
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def plot(rows: list[dict], path: Path) -> None:
+    plt = pyplot()
 
     summary = summarise(rows)
     datasets = sorted({s["dataset"] for s in summary})
@@ -184,18 +193,19 @@ def main() -> None:
     parser.add_argument("--backbone", choices=BACKBONES, default="minilm")
     parser.add_argument("--models", default="", help=f"comma-separated subset of {MODELS} (default: all)")
     parser.add_argument("--cache-dir", default=".cache/lightning_rec")
+    add_output_arguments(parser, "cold_start")
     args = parser.parse_args()
+    use_output_dir(args)
     logging.basicConfig(level=logging.WARNING)
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     if args.part == "run":
         if not args.data:
             parser.error("--data is required to run")
         rows = merge(run(args))
     else:
-        rows = json.loads(RESULTS.read_text())
+        rows = json.loads(results_file().read_text())
     print(markdown_table(summarise(rows), ["dataset", "model", "test", "seeds", "NDCG@10", "NDCG@10 sd"]))
-    plot(rows, RESULTS_DIR / "cold_start.png")
-    print(f"wrote {RESULTS} and {RESULTS_DIR / 'cold_start.png'}")
+    plot(rows, results_dir() / "cold_start.png")
+    print(f"wrote {results_file()} and {results_dir() / 'cold_start.png'}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import shutil
@@ -15,7 +16,44 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, Timer
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+_output_dir: Path | None = None
+
+
+def add_output_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    """``--out`` (a run folder, ``runs/<name>`` by default) and ``--publish`` (write into the committed results)."""
+    parser.add_argument("--out", default=f"runs/{name}", help="folder for this run's JSON rows and figures")
+    parser.add_argument("--publish", action="store_true",
+                        help="write into benchmarks/results/ (the committed results) instead of --out")  # fmt: skip
+
+
+def use_output_dir(args: argparse.Namespace) -> Path:
+    """Where this run writes: ``--out``, or ``benchmarks/results/`` with ``--publish``; created if missing."""
+    global _output_dir
+    _output_dir = RESULTS_DIR if args.publish else Path(args.out)
+    _output_dir.mkdir(parents=True, exist_ok=True)
+    return _output_dir
+
+
+def results_dir() -> Path:
+    """The folder chosen by :func:`use_output_dir` (a benchmark never writes the committed results unasked)."""
+    if _output_dir is None:
+        raise RuntimeError("call use_output_dir(args) first")
+    return _output_dir
+
+
 PROTOCOL_NAMES = {"sampled": "sampled-99", "full": "full"}
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the file-only Agg backend; without matplotlib, an error naming the install."""
+    try:
+        import matplotlib
+    except ModuleNotFoundError:
+        raise SystemExit('error: the figures need matplotlib: pip install -e ".[benchmarks]"') from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def quiet_trainer(**trainer_kwargs: Any) -> L.Trainer:
@@ -91,9 +129,8 @@ def result_rows(dataset: str, model: str, run: dict[str, Any], **extra: Any) -> 
 
 
 def write_results(name: str, rows: list[dict[str, Any]], columns: list[str]) -> Path:
-    """Prints a table of ``columns`` and writes ``benchmarks/results/<name>.json``."""
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{name}.json"
+    """Prints a table of ``columns`` and writes ``<results_dir()>/<name>.json``."""
+    path = results_dir() / f"{name}.json"
     path.write_text(json.dumps(rows, indent=1) + "\n")
     print(markdown_table(rows, columns))
     print(f"\nwrote {path} ({platform.processor() or platform.machine()}, torch {torch.__version__}, "

@@ -22,7 +22,14 @@ from pathlib import Path
 
 import lightning as L
 
-from benchmarks.common import RESULTS_DIR, fit_and_test, markdown_table, result_rows
+from benchmarks.common import (
+    add_output_arguments,
+    fit_and_test,
+    markdown_table,
+    result_rows,
+    results_dir,
+    use_output_dir,
+)
 from benchmarks.gpt2_movielens import minilm_path
 from lightning_rec.data_modules import AmazonDataModule, MovieLens100KDataModule
 from lightning_rec.models import GENRE, ItemPop, M6Rec
@@ -70,7 +77,9 @@ def main() -> None:
         help=f"test on the first N test users (a multiple of {EVAL_BATCH_SIZE}; 0: all)",
     )
     parser.add_argument("--seed", type=int, default=42)
+    add_output_arguments(parser, "generative")
     args = parser.parse_args()
+    use_output_dir(args)
 
     if args.test_users % EVAL_BATCH_SIZE:
         raise SystemExit(f"--test-users must be a multiple of {EVAL_BATCH_SIZE}, got {args.test_users}")
@@ -116,8 +125,7 @@ def main() -> None:
         for row in new:
             print(json.dumps(row), f"({time.perf_counter() - start:.0f} s)", flush=True)
 
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / "generative.json"
+    path = results_dir() / "generative.json"
 
     def key(row: dict) -> tuple:
         return row["dataset"], row["model"], row.get("test_users", "all")

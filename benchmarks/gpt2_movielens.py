@@ -37,12 +37,15 @@ import lightning as L
 import torch
 
 from benchmarks.common import (
-    RESULTS_DIR,
+    add_output_arguments,
     catalog_cache_seconds,
     fit_and_test,
     markdown_table,
+    pyplot,
     quiet_trainer,
     result_rows,
+    results_dir,
+    use_output_dir,
 )
 from benchmarks.ncf_movielens import build_datamodule
 from lightning_rec.callbacks import MetadataCacheCallback
@@ -268,10 +271,7 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 
 def plot_strategies(summary: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     full = [s for s in summary if s["protocol"] == "sampled-99"]
     fig, ax = plt.subplots(figsize=(8, 4))
@@ -285,10 +285,7 @@ def plot_strategies(summary: list[dict], path: Path) -> None:
 
 def plot_attention(model: GPT2RecommenderEnhanced, dm, path: Path, num_users: int = 8) -> None:
     """Heatmap: for a few users, the weight their top recommendation puts on each of their latest items."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     batch = next(iter(dm.predict_dataloader()))
     batch = {k: v[:num_users] for k, v in batch.items()}
@@ -359,13 +356,14 @@ def main() -> None:
     )
     parser.add_argument("--modes", default="cached,dynamic-split,dynamic", help="speed: which text modes to time")
     parser.add_argument("--cache-dir", default=".cache/lightning_rec")
+    add_output_arguments(parser, "gpt2_movielens")
     args = parser.parse_args()
+    use_output_dir(args)
     logging.basicConfig(level=logging.WARNING)
 
     short = args.dataset.replace("-", "")
     args.split = "leave-one-out by time" if args.dataset == "ml-100k" else "leave-one-out, random per user (seeded)"
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"gpt2_{short}.json"
+    path = results_dir() / f"gpt2_{short}.json"
     stem = f"gpt2_{short}_{args.part}_{args.backbone}" + ("_converged" if args.patience is not None else "")
     if args.part == "speed":
         rows = run_speed(args, args.backbone)
@@ -388,7 +386,7 @@ def main() -> None:
             parser.error(f"unknown --models {unknown}; choose from {sorted(known)}")
         if args.dynamic_epochs and args.patience is None:
             parser.error("--dynamic-epochs continues from a converged Enhanced-fast: set --patience")
-        per_seed = run_quality(args, names, args.backbone, figure=RESULTS_DIR / f"{stem}_attention.png")
+        per_seed = run_quality(args, names, args.backbone, figure=results_dir() / f"{stem}_attention.png")
         summary = summarise(per_seed)
         rows = per_seed + summary
         print(markdown_table(summary, ["model", "protocol", "seed", "HR@10", "HR@10 sd", "NDCG@10", "NDCG@10 sd",
@@ -409,7 +407,7 @@ def main() -> None:
                    and (r["model"], r["seed"]) not in ran]  # fmt: skip
         per_seed = earlier + per_seed
         rows = per_seed + [{**r, "run": run_name} for r in summarise(per_seed)]
-        plot_strategies([r for r in rows if not isinstance(r["seed"], int)], RESULTS_DIR / f"{stem}.png")
+        plot_strategies([r for r in rows if not isinstance(r["seed"], int)], results_dir() / f"{stem}.png")
     kept = [r for r in kept if r.get("run") != run_name]
     path.write_text(json.dumps(kept + rows, indent=1) + "\n")
     print(f"wrote {path}")

@@ -27,7 +27,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from benchmarks.common import RESULTS_DIR, markdown_table, quiet_trainer
+from benchmarks.common import add_output_arguments, markdown_table, pyplot, quiet_trainer, results_dir, use_output_dir
 from lightning_rec.data_modules import AmazonDataModule, MovieLens100KDataModule
 from lightning_rec.metrics import BeyondAccuracyMetrics, RankingMetrics
 from lightning_rec.models import GPT4Rec
@@ -86,7 +86,9 @@ def main() -> None:
     parser.add_argument("--warmup-steps", type=int, default=100)
     parser.add_argument("--query-decoding", choices=["beam", "sample"], default="beam")
     parser.add_argument("--eval-batch-size", type=int, default=100, help="users per generation batch")
+    add_output_arguments(parser, "gpt4rec")
     args = parser.parse_args()
+    use_output_dir(args)
     logging.basicConfig(level=logging.WARNING)
 
     L.seed_everything(args.seed)
@@ -150,7 +152,7 @@ def main() -> None:
 
     example = qualitative_example(model, dm, test[0], k1, b, args.dataset, run)
     print("example:", json.dumps(example, ensure_ascii=False), flush=True)
-    examples_path = RESULTS_DIR / "gpt4rec_examples.json"
+    examples_path = results_dir() / "gpt4rec_examples.json"
     examples = [e for e in (json.loads(examples_path.read_text()) if examples_path.exists() else [])
                 if (e["dataset"], e["run"]) != (args.dataset, run)]  # fmt: skip
     examples_path.write_text(json.dumps(examples + [example], indent=1, ensure_ascii=False) + "\n")
@@ -175,8 +177,7 @@ def main() -> None:
         {**common, "model": "ItemPop", **evaluate(model, popularity_lists, test, categories), "backbone": "none"}
     )
 
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / "gpt4rec.json"
+    path = results_dir() / "gpt4rec.json"
     # Earlier rows without a run label are the tiny random GPT-2, fully trained.
     kept = [r for r in (json.loads(path.read_text()) if path.exists() else [])
             if (r["dataset"], r.get("run", "tiny-gpt2|all weights")) != (args.dataset, run)]  # fmt: skip
@@ -191,7 +192,7 @@ def main() -> None:
     print(markdown_table(rows, columns))
     # One figure per run: generator and training (zero-shot, LoRA, ...) in the name and the title.
     slug = "" if run == "tiny-gpt2|all weights" else "_" + run.replace("|", "_").replace(" ", "-").lower()
-    plot(rows, RESULTS_DIR / f"gpt4rec_{args.dataset}{slug}.png", f"{args.dataset}, {backbone}")
+    plot(rows, results_dir() / f"gpt4rec_{args.dataset}{slug}.png", f"{args.dataset}, {backbone}")
     print(f"wrote {path}")
 
 
@@ -213,10 +214,7 @@ def qualitative_example(
 
 
 def plot(rows, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for row in rows:

@@ -24,7 +24,15 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Timer
 
-from benchmarks.common import RESULTS_DIR, fit_and_test, quiet_trainer, result_rows, write_results
+from benchmarks.common import (
+    add_output_arguments,
+    fit_and_test,
+    quiet_trainer,
+    result_rows,
+    results_dir,
+    use_output_dir,
+    write_results,
+)
 from lightning_rec.data_modules import MovieLens1MDataModule, MovieLens100KDataModule
 from lightning_rec.models import GMF, MFBPR, MLP, ItemPop, NeuMF
 from lightning_rec.nn.losses import recommendation_loss
@@ -98,13 +106,15 @@ def main() -> None:
     parser.add_argument("--timing-only", type=int, default=0, metavar="ROUNDS",
                         help="only time NeuMF epochs (Lightning vs bare loop, alternated ROUNDS times) and add the "
                         "numbers to the existing result file")  # fmt: skip
-    parser.add_argument("--out", default=None, help="result name (default ncf_<dataset short name>)")
+    parser.add_argument("--name", default=None, help="result name (default ncf_<dataset short name>)")
+    add_output_arguments(parser, "ncf_movielens")
     args = parser.parse_args()
+    use_output_dir(args)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     datamodule = build_datamodule(args)
     if args.timing_only:
-        path = RESULTS_DIR / f"{args.out or 'ncf_' + args.dataset.replace('-', '')}.json"
+        path = results_dir() / f"{args.name or 'ncf_' + args.dataset.replace('-', '')}.json"
         timing = alternating_epoch_timing(datamodule, args, args.timing_only)
         rows = json.loads(path.read_text())
         for row in rows:
@@ -144,7 +154,7 @@ def main() -> None:
         rows += result_rows(args.dataset, name, run, **extra, test_seconds=round(run["test_seconds"], 1))
         print(rows[-2:], flush=True)
 
-    name = args.out or f"ncf_{args.dataset.replace('-', '')}"
+    name = args.name or f"ncf_{args.dataset.replace('-', '')}"
     columns = ["dataset", "model", "protocol", "HR@10", "NDCG@10", "seconds_per_epoch", "epochs", "factor"]
     write_results(name, rows, columns)
 

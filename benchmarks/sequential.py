@@ -33,7 +33,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
-from benchmarks.common import RESULTS_DIR, markdown_table, quiet_trainer
+from benchmarks.common import RESULTS_DIR, markdown_table, pyplot, quiet_trainer
 from benchmarks.gpt2_movielens import BACKBONES, backbone_kwargs, peak_memory_mb
 from lightning_rec.callbacks import MetadataCacheCallback
 from lightning_rec.data_modules import AmazonDataModule, MovieLens100KDataModule
@@ -196,10 +196,7 @@ def merge_rows(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def plot(out: Path) -> Path:
     """Validation NDCG@10 against training minutes, one line per (model, backbone, seed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = [r for r in json.loads((out / "sequential.json").read_text()) if r.get("val_curve")]
     figure, axes = plt.subplots(figsize=(8, 5))
