@@ -32,6 +32,13 @@ def test_every_config_parses_and_links_sizes(config):
         assert cli.model.num_users == cli.datamodule.num_users
 
 
+@pytest.mark.parametrize("config", CONFIGS)
+def test_every_config_fits_and_tests_a_batch(config, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # checkpoints, logs and predictions of the configs land here
+    cli = main(["fit", "--config", config, "--trainer.fast_dev_run", "1", "--trainer.logger", "false"])
+    assert cli.trainer.state.finished and cli.trainer.fit_loop.epoch_loop.batch_progress.total.completed == 1
+
+
 def test_wrong_config_key_is_a_clear_error(capsys):
     with pytest.raises(SystemExit):
         main(["fit", "--config", "neumf.yaml", "--model.init_args.factr", "8"])
