@@ -147,3 +147,29 @@ def test_an_unknown_backbone_fails_fast_offline_even_without_pretrained_weights(
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(backbones.BackboneError, match="could not load backbone 'gpt-9000': no network"):
         ItemTextEncoder(["a"], backbone="gpt-9000", pretrained=False)
+
+
+def test_lora_checkpoints_of_the_generative_recommenders_keep_only_what_trains(tiny_gguf, cache, tmp_path):
+    import lightning as L
+
+    titles = ["red lamp", "blue vase", "green chair", "amber rug"]
+    models = {
+        "gpt4rec": GPT4Rec(titles, generator=str(tiny_gguf), pretrained=True, use_peft=True, num_queries=2,
+                           max_query_tokens=4, top_k=(2,)),
+        "m6rec": M6Rec(2, 4, titles, titles, backbone=str(tiny_gguf), pretrained=True, peft="lora", num_beams=2),
+    }  # fmt: skip
+    for name, model in models.items():
+        trainer = L.Trainer(logger=False, max_epochs=0)
+        trainer.strategy.connect(model)
+        with torch.no_grad():  # adapters that differ from their initialisation, to see them come back
+            for parameter in model.parameters():
+                if parameter.requires_grad:
+                    parameter.add_(0.5)
+        trainer.save_checkpoint(tmp_path / f"{name}.ckpt")
+        saved = torch.load(tmp_path / f"{name}.ckpt", weights_only=False)["state_dict"]
+        assert not set(model.frozen_pretrained_state()) & set(saved)  # the frozen base is refilled by name
+        assert any("lora" in key for key in saved)
+        linked = {"item_titles": titles} if name == "gpt4rec" else {"item_titles": titles, "item_texts": titles}
+        restored = type(model).load_from_checkpoint(tmp_path / f"{name}.ckpt", **linked)
+        for key, value in model.state_dict().items():
+            assert torch.equal(restored.state_dict()[key], value), key

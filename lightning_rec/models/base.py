@@ -217,6 +217,27 @@ class Recommender(L.LightningModule):
         return {"user": batch["user"], "items": items, "scores": top.values}
 
 
+def frozen_pretrained_weights(module: nn.Module, prefix: str, pretrained: bool) -> dict[str, Tensor]:
+    """The parameters of ``module`` (state-dict names under ``prefix``) that are pretrained and frozen. Checkpoints
+    leave them out (a LoRA checkpoint of a 135M LM is then megabytes, not half a gigabyte) and a load refills
+    them from the backbone loaded by name; random initialisations are kept, as no name can rebuild them."""
+    if not pretrained:
+        return {}
+    return {f"{prefix}.{name}": p for name, p in module.named_parameters() if not p.requires_grad}
+
+
+def drop_frozen_weights(checkpoint: dict[str, Any], frozen: Mapping[str, Tensor]) -> None:
+    for name in frozen:
+        checkpoint["state_dict"].pop(name, None)
+
+
+def refill_frozen_weights(checkpoint: dict[str, Any], frozen: Mapping[str, Tensor]) -> None:
+    # Only the weights left out on purpose are filled in; loading stays strict, so a checkpoint of another
+    # model or configuration still fails naming its keys.
+    for name, parameter in frozen.items():
+        checkpoint["state_dict"].setdefault(name, parameter.detach())
+
+
 def require_history(history: Tensor | None, model: Recommender) -> Tensor:
     if history is None:
         raise ValueError(

@@ -15,7 +15,13 @@ from torch import Tensor
 from transformers import get_linear_schedule_with_warmup
 
 from lightning_rec.metrics import BeyondAccuracyMetrics, RankingMetrics
-from lightning_rec.models.base import check_hyperparameters, check_sizes_match
+from lightning_rec.models.base import (
+    check_hyperparameters,
+    check_sizes_match,
+    drop_frozen_weights,
+    frozen_pretrained_weights,
+    refill_frozen_weights,
+)
 from lightning_rec.nn.causal_lm import (
     TitlePrompts,
     context_length,
@@ -280,11 +286,17 @@ class GPT4Rec(L.LightningModule):
         return {"user": batch["user"], "items": top, "scores": scores, "queries": queries}
 
     # ------------------------------------------------------------------ checkpoints
+    def frozen_pretrained_state(self) -> dict[str, Tensor]:
+        """The generator's pretrained, frozen weights (all but LoRA's): refilled by name, never checkpointed."""
+        return frozen_pretrained_weights(self.generator, "generator", self.hparams.pretrained)
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["model_class"] = type(self).__name__
         checkpoint["bm25"] = {"k1": self.bm25_k1, "b": self.bm25_b, "grid": self.bm25_grid}
+        drop_frozen_weights(checkpoint, self.frozen_pretrained_state())
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        refill_frozen_weights(checkpoint, self.frozen_pretrained_state())
         bm25 = checkpoint.get("bm25", {})
         self.bm25_k1, self.bm25_b = bm25.get("k1", self.bm25_k1), bm25.get("b", self.bm25_b)
         self.bm25_grid = bm25.get("grid", [])

@@ -10,7 +10,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_rec.models.base import Batch, Recommender, check_per_item, require_history
+from lightning_rec.models.base import (
+    Batch,
+    Recommender,
+    check_per_item,
+    drop_frozen_weights,
+    frozen_pretrained_weights,
+    refill_frozen_weights,
+    require_history,
+)
 from lightning_rec.nn.causal_lm import (
     PeftMethod,
     TitlePrompts,
@@ -246,3 +254,16 @@ class M6Rec(Recommender):
                         found.append(item)
             results.append(found[:k])
         return results
+
+    # ------------------------------------------------------------------ checkpoints
+    def frozen_pretrained_state(self) -> dict[str, Tensor]:
+        """The LM's pretrained, frozen weights (all but LoRA or the prompt): refilled by name, never checkpointed."""
+        return frozen_pretrained_weights(self.lm, "lm", self.hparams.pretrained)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        drop_frozen_weights(checkpoint, self.frozen_pretrained_state())
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        refill_frozen_weights(checkpoint, self.frozen_pretrained_state())

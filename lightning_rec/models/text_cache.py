@@ -17,6 +17,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
+from lightning_rec.models.base import drop_frozen_weights, frozen_pretrained_weights, refill_frozen_weights
 from lightning_rec.nn.text_encoder import ItemTextEncoder
 from lightning_rec.protocols import TextMode
 
@@ -102,25 +103,15 @@ class ItemTextCacheMixin:
     # ------------------------------------------------------------------ checkpoints
     def frozen_pretrained_state(self) -> dict[str, Tensor]:
         """Backbone weights that are both pretrained and frozen: reloaded by name, so never checkpointed."""
-        if not self.text_encoder.pretrained:
-            return {}
-        return {
-            f"text_encoder.backbone.{name}": parameter
-            for name, parameter in self.text_encoder.backbone.named_parameters()
-            if not parameter.requires_grad
-        }
+        encoder = self.text_encoder
+        return frozen_pretrained_weights(encoder.backbone, "text_encoder.backbone", encoder.pretrained)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_save_checkpoint(checkpoint)
         checkpoint["text_mode"] = self.text_mode
-        for name in self.frozen_pretrained_state():
-            checkpoint["state_dict"].pop(name, None)
+        drop_frozen_weights(checkpoint, self.frozen_pretrained_state())
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
         self.text_mode = checkpoint.get("text_mode", self.text_mode)
-        # Only the weights left out on purpose are filled in from the loaded backbone; loading stays
-        # strict, so a checkpoint of another model or configuration fails naming its keys.
-        state = checkpoint["state_dict"]
-        for name, parameter in self.frozen_pretrained_state().items():
-            state.setdefault(name, parameter.detach())
+        refill_frozen_weights(checkpoint, self.frozen_pretrained_state())
