@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -102,8 +103,16 @@ def build_model(name: str, dm, args) -> L.LightningModule:
     if name == "SASRec":
         return SASRec(n, m, **sequence, **published, learning_rate=1e-3)
     if name in TEXT_SEQUENCE_MODELS:
+        dynamic = {}
+        if args.strategy == "hybrid":  # LoRA on the top block, a bounded number of live items per step
+            dynamic = dict(
+                use_peft=True,
+                dynamic_layers=args.dynamic_layers,
+                dynamic_items_per_step=args.dynamic_items_per_step,
+                refresh_every_n_steps=args.refresh_every,
+            )
         return TextSASRec(n, m, dm.item_texts, item_representation=name.split("-")[1], **text_kwargs(args.backbone),
-                          **sequence, **published, learning_rate=1e-3)  # fmt: skip
+                          **sequence, **published, **dynamic, learning_rate=1e-3)  # fmt: skip
     if name == "SASRec-CE":
         return SASRec(n, m, **sequence, num_layers=2, num_heads=1, dropout=0.2, loss="ce", learning_rate=1e-3)
     if name == "SASRec-BCE":
@@ -131,7 +140,7 @@ def run_identity(name: str, seed: int, args) -> dict[str, Any]:
     """The fields that name a run (its :func:`row_key`), so a finished run is found and skipped."""
     is_text = name in TEXT_SEQUENCE_MODELS
     return {"dataset": args.dataset, "model": name, "backbone": args.backbone if is_text else "none", "seed": seed,
-            "dim": None if name == "ItemPop" else args.dim, "strategy": "fast" if is_text else None,
+            "dim": None if name == "ItemPop" else args.dim, "strategy": args.strategy if is_text else None,
             "loss": args.loss if name == "SASRec" or is_text else None}  # fmt: skip
 
 
@@ -147,13 +156,16 @@ def run(name: str, seed: int, args) -> dict[str, Any]:
     latest = ModelCheckpoint(dirpath=run_dir, filename="last", enable_version_counter=False)
     stopper = EarlyStopping(monitor=MONITOR, mode="max", patience=args.patience)
     callbacks: list[Callback] = [curve, checkpoint, latest, stopper]
-    text_cache = MetadataCacheCallback(cache_dir=args.cache_dir, switch_at_epoch=None)
-    if is_text:  # the catalog's text vectors are computed once per backbone and read from disk after
+    hybrid = is_text and args.strategy == "hybrid"
+    # The catalog's text vectors are computed once per backbone and read from disk after; the hybrid
+    # continues the same seed's converged fast fit with dynamic LoRA extraction from its first step.
+    text_cache = MetadataCacheCallback(cache_dir=args.cache_dir, switch_at_epoch=0 if hybrid else None)
+    if is_text:
         callbacks.append(text_cache)
-    trainer = quiet_trainer(
-        max_epochs=1 if name == "ItemPop" else args.max_epochs, enable_checkpointing=True, callbacks=callbacks,
-        num_sanity_val_steps=0,
-    )  # fmt: skip
+    fast = continue_from_fast(model, name, seed, args) if hybrid else {}
+    max_epochs = 1 if name == "ItemPop" else args.dynamic_epochs if hybrid else args.max_epochs
+    trainer = quiet_trainer(max_epochs=max_epochs, enable_checkpointing=True, callbacks=callbacks,
+                            num_sanity_val_steps=0)  # fmt: skip
     last = run_dir / "last.ckpt"
     trainer.fit(model, datamodule=dm, ckpt_path=str(last) if last.exists() else None)
     # A resumed fit's clock continues from the checkpoint's, so this is the whole fit's time.
@@ -184,7 +196,33 @@ def run(name: str, seed: int, args) -> dict[str, Any]:
         split="leave-one-out by position" if args.dataset == "beauty" else "leave-one-out by time",
         stopped_early=bool(stopper.stopped_epoch), val_curve=points,
     )  # fmt: skip
+    if hybrid:  # the row covers both phases: the fast fit it continues and the dynamic epochs
+        row.update(dynamic_epochs=epochs, dynamic_seconds=row["fit_seconds"], epochs=fast["epochs"] + epochs,
+                   fit_seconds=fast["fit_seconds"] + row["fit_seconds"], dynamic_layers=args.dynamic_layers,
+                   dynamic_items_per_step=args.dynamic_items_per_step, text_mode_at_end=model.text_mode)  # fmt: skip
     return row
+
+
+def continue_from_fast(model: TextSASRec, name: str, seed: int, args) -> dict[str, Any]:
+    """Loads the best weights of the same seed's fast fit (everything but the backbone, which the hybrid wraps
+    with LoRA) into ``model``; returns that fit's row."""
+    fast_args = argparse.Namespace(**{**vars(args), "strategy": "fast"})
+    identity = run_identity(name, seed, fast_args)
+    rows = (
+        json.loads((Path(args.out) / "sequential.json").read_text())
+        if (Path(args.out) / "sequential.json").exists()
+        else []
+    )
+    fast_row = next((r for r in rows if row_key(r) == row_key(identity)), None)
+    best = Path(args.out) / "checkpoints" / "-".join(str(v) for v in identity.values()) / "best.ckpt"
+    if fast_row is None or not best.exists():
+        raise SystemExit(f"the hybrid continues a converged fast fit: run {name} with --strategy fast first ({best})")
+    state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+    state = {k: v for k, v in state.items() if not k.startswith("text_encoder.")}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(not k.startswith("text_encoder.") for k in missing):
+        raise SystemExit(f"the fast fit's weights do not fit the hybrid: missing {missing}, unexpected {unexpected}")
+    return fast_row
 
 
 def merge_rows(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -192,6 +230,38 @@ def merge_rows(path: Path, rows: list[dict[str, Any]]) -> None:
     done = {row_key(r) for r in rows}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps([r for r in kept if row_key(r) not in done] + rows, indent=1) + "\n")
+
+
+def mean_sd(values: list[float]) -> str:
+    """``mean ± sd`` over seeds (4 decimals), or the single value for one seed."""
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+
+
+def headline(rows: list[dict[str, Any]], dataset: str = "beauty", loss: str = "ce", dim: int = 64) -> str:
+    """The README's headline table: SASRec against TextSASRec, one line per model and backbone, over seeds,
+    from the rows of one recipe (``loss``, ``dim``, 1 block, early stopping on validation NDCG@10)."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        if row["dataset"] == dataset and row.get("loss") == loss and row.get("dim") == dim:
+            groups.setdefault((row["model"], row["backbone"]), []).append(row)
+    baseline = statistics.mean(r["NDCG@10"] for r in groups.get(("SASRec", "none"), [{"NDCG@10": float("nan")}]))
+    lines = ["| model | item text | seeds | NDCG@10 | HR@10 (= Recall@10) | NDCG@10 without unrankable users | "
+             "vs SASRec | best epoch | minutes to best |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for (model, backbone), group in sorted(groups.items(), key=lambda item: (item[0][0] != "SASRec", item[0])):
+        group.sort(key=lambda r: r["seed"])
+        ndcg = [r["NDCG@10"] for r in group]
+        change = "" if model == "SASRec" else f"{100 * (statistics.mean(ndcg) / baseline - 1):+.1f} %"
+        lines.append(
+            f"| {model} | {'none (IDs)' if backbone == 'none' else backbone} "
+            f"| {','.join(str(r['seed']) for r in group)} "
+            f"| {mean_sd(ndcg)} | {mean_sd([r['HR@10'] for r in group])} "
+            f"| {mean_sd([r['NDCG@10_rankable'] for r in group])} | {change} "
+            f"| {', '.join(str(r['best_epoch']) for r in group)} "
+            f"| {', '.join(str(round(r['minutes_to_best_epoch'])) for r in group)} |"
+        )
+    return "\n".join(lines)
 
 
 def plot(out: Path) -> Path:
@@ -215,13 +285,24 @@ def plot(out: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", nargs="?", choices=["run", "plot"], default="run")
+    parser.add_argument("command", nargs="?", choices=["run", "plot", "headline"], default="run",
+                        help="run the fits; plot the validation curves of --out; print the headline table")  # fmt: skip
     parser.add_argument("--dataset", choices=["beauty", "ml-100k"], default="beauty")
     parser.add_argument("--data", help="folder of the dataset's files")
     parser.add_argument("--models", default="ItemPop,FM-BPR,YouTubeDNN,ContentRec,SASRec,BERT4Rec")
     parser.add_argument("--backbone", choices=BACKBONES, default="minilm", help="item text LM of TextSASRec")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds")
     parser.add_argument("--dim", type=int, default=64, help="hidden size of the sequence models")
+    parser.add_argument(
+        "--strategy",
+        choices=["fast", "hybrid"],
+        default="fast",
+        help="TextSASRec: cached text throughout, or continue the fast fit with dynamic LoRA epochs",
+    )
+    parser.add_argument("--dynamic-epochs", type=int, default=3, help="hybrid: dynamic epochs after the fast fit")
+    parser.add_argument("--dynamic-layers", type=int, default=1, help="hybrid: backbone blocks run live")
+    parser.add_argument("--dynamic-items-per-step", type=int, default=128, help="hybrid: live items per step")
+    parser.add_argument("--refresh-every", type=int, default=50, help="hybrid: steps between cache refreshes")
     parser.add_argument("--loss", choices=["sampled_softmax", "ce"], default="sampled_softmax",
                         help="loss of SASRec and TextSASRec (1 block, 1 head)")  # fmt: skip
     parser.add_argument("--max-epochs", type=int, default=200)
@@ -230,13 +311,17 @@ def main() -> None:
     parser.add_argument("--quality-bar", type=float, default=0.04, help="val NDCG@10 for time-to-quality")
     parser.add_argument("--cache-dir", default=".cache/lightning_rec/item_text")
     parser.add_argument("--out", default="runs/sequential", help="run folder: rows, checkpoints, figure")
-    parser.add_argument("--publish", action="store_true", help="also merge the rows into benchmarks/results/")
+    parser.add_argument("--publish", action="store_true",
+                        help="also merge rows into benchmarks/results/ (plot, headline: read there)")  # fmt: skip
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("lightning.pytorch").setLevel(logging.INFO)  # why each fit stopped
-    out = Path(args.out)
+    out = RESULTS_DIR if args.publish else Path(args.out)
     if args.command == "plot":
         print(f"wrote {plot(out)}")
+        return
+    if args.command == "headline":
+        print(headline(json.loads((out / "sequential.json").read_text()), args.dataset, args.loss, args.dim))
         return
     if not args.data:
         parser.error("--data is required: the folder of the dataset's files")
