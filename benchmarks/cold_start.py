@@ -46,16 +46,22 @@ from benchmarks.common import (
 from benchmarks.gpt2_movielens import BACKBONES, backbone_kwargs, build, peak_memory_mb
 from lightning_rec.callbacks import MetadataCacheCallback
 from lightning_rec.data_modules import AmazonDataModule, MovieLens1MDataModule
-from lightning_rec.models import GENRE, ContentRec, ItemPop
+from lightning_rec.models import GENRE, ContentRec, ItemPop, SASRec, TextSASRec
 
-MODELS = ["ItemPop", "NeuMF", "ContentRec", "GENRE", "GPT2Recommender", "Enhanced-fast"]
-TEXT_MODELS = {"ContentRec", "GENRE", "GPT2Recommender", "Enhanced-fast"}
+MODELS = ["ItemPop", "NeuMF", "ContentRec", "GENRE", "GPT2Recommender", "Enhanced-fast", "SASRec", "TextSASRec-init",
+          "TextSASRec-fuse", "TextSASRec-text"]  # fmt: skip
+TEXT_SEQUENCE_MODELS = {"TextSASRec-init", "TextSASRec-fuse", "TextSASRec-text"}
+SEQUENCE_MODELS = {"SASRec"} | TEXT_SEQUENCE_MODELS
+TEXT_MODELS = {"ContentRec", "GENRE", "GPT2Recommender", "Enhanced-fast"} | TEXT_SEQUENCE_MODELS
 TESTS = {"warm": ("warm", "all"), "cold-all": ("cold", "all"), "cold-only": ("cold", "cold")}
 
 
-def build_datamodule(args, seed: int) -> L.LightningDataModule:
-    kwargs = dict(batch_size=256, eval_batch_size=256, history_length=10, seed=seed,
-                  cold_item_fraction=args.cold_fraction, num_eval_negatives=args.eval_negatives)  # fmt: skip
+def build_datamodule(args, seed: int, sequences: bool = False) -> L.LightningDataModule:
+    # Sequence models train on each user's latest 50 warm items (batch 128 users, the sequential recipe).
+    shape = dict(batch_size=128, history_length=50, train_mode="sequences") if sequences else \
+        dict(batch_size=256, history_length=10)  # fmt: skip
+    kwargs = dict(eval_batch_size=256, seed=seed, cold_item_fraction=args.cold_fraction,
+                  num_eval_negatives=args.eval_negatives, **shape)  # fmt: skip
     data = Path(args.data)
     if args.dataset == "beauty":
         return AmazonDataModule(sequence_file=str(data / "user_sequence.txt"),
@@ -69,6 +75,14 @@ def build_model(name: str, backbone: str, dm) -> L.LightningModule:
     text = {**backbone_kwargs(backbone), "factor": 32, "learning_rate": 1e-3}
     if name == "ItemPop":
         return ItemPop(dm.num_users, dm.num_items)
+    if name in SEQUENCE_MODELS:  # the sequential benchmark's recipe: 1 block, dim 64, full cross-entropy
+        sequence = dict(dim=64, max_length=50, num_layers=1, num_heads=1, dropout=0.2, loss="ce", learning_rate=1e-3)
+        if name == "SASRec":
+            return SASRec(dm.num_users, dm.num_items, **sequence)
+        spec = backbone_kwargs(backbone)
+        return TextSASRec(dm.num_users, dm.num_items, dm.item_texts, item_representation=name.split("-")[1],
+                          backbone=spec["backbone"], pretrained=spec["pretrained"], pooling=spec["pooling"],
+                          text_max_length=spec["max_length"], **sequence)  # fmt: skip
     if name == "ContentRec":
         return ContentRec(dm.num_users, dm.num_items, dm.item_texts, **text)
     if name == "GENRE":  # click + category (neither dataset here has ratings in this form)
@@ -95,13 +109,15 @@ def run(args) -> list[dict]:
     rows = []
     names = [n for n in MODELS if not args.models or n in args.models.split(",")]
     for seed in [int(s) for s in args.seeds.split(",")]:
-        dm = build_datamodule(args, seed)
+        pairs_dm = build_datamodule(args, seed)
+        sequences_dm = build_datamodule(args, seed, sequences=True) if SEQUENCE_MODELS & set(names) else None
         for name in names:
             L.seed_everything(seed)
+            dm = sequences_dm if name in SEQUENCE_MODELS else pairs_dm
             model = build_model(name, args.backbone, dm)
             uses_text = name in TEXT_MODELS
             callbacks = [MetadataCacheCallback(args.cache_dir, switch_at_epoch=None)] if name in (
-                "GPT2Recommender", "Enhanced-fast") else []  # fmt: skip
+                "GPT2Recommender", "Enhanced-fast", *TEXT_SEQUENCE_MODELS) else []  # fmt: skip
             epochs = 1 if name == "ItemPop" else args.epochs  # it counts in its first epoch
             results, fit_seconds = fit_and_test_all(model, dm, epochs, callbacks)
             label = f"{name}[{args.backbone}]" if uses_text else name

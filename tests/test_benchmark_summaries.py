@@ -36,19 +36,20 @@ def test_the_cold_start_benchmark_runs_end_to_end_and_separates_the_catalog_pass
     from lightning_rec.data.synthetic import EMBEDDED_DIR
 
     args = Namespace(dataset="ml-1m", data=str(EMBEDDED_DIR), seeds="0", epochs=1, cold_fraction=0.2,
-                     eval_negatives=20, backbone="tiny-gpt2", models="ItemPop,GPT2Recommender",
+                     eval_negatives=20, backbone="tiny-gpt2", models="ItemPop,GPT2Recommender,SASRec,TextSASRec-text",
                      cache_dir=str(tmp_path))  # fmt: skip
     rows = run(args)
     by_model = {}
     for row in rows:
         by_model.setdefault(row["model"], []).append(row)
-    assert set(by_model) == {"ItemPop", "GPT2Recommender[tiny-gpt2]"}
+    assert set(by_model) == {"ItemPop", "GPT2Recommender[tiny-gpt2]", "SASRec", "TextSASRec-text[tiny-gpt2]"}
     for model_rows in by_model.values():  # 3 tests x 2 protocols, cold ones named so
         assert sorted(r["protocol"] for r in model_rows if "cold" in r["protocol"]) == [
             "cold, cold-all, full", "cold, cold-all, sampled-99", "cold, cold-only, full", "cold, cold-only, sampled-99"
         ]  # fmt: skip
     # An ID-only model cannot rank cold items above each other: ties count against the target.
     assert all(r["NDCG@10"] == 0 for r in by_model["ItemPop"] if r["test"] != "warm")
+    assert all(r["NDCG@10"] == 0 for r in by_model["SASRec"] if r["test"] == "cold-only")  # mean-filled cold rows
     text = by_model["GPT2Recommender[tiny-gpt2]"]
     assert text[0]["catalog_cache_seconds"] > 0 and by_model["ItemPop"][0]["catalog_cache_seconds"] == 0
     assert all(r["catalog_cache_seconds"] <= r["fit_seconds"] + 1 for r in text)
