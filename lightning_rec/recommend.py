@@ -8,8 +8,12 @@ The hybrid rule: a request with text goes to the generative side (M6Rec's catalo
 generation, or GPT4Rec's queries with the request as the first one, then BM25), topped up by BM25
 over the item texts; a known user without text goes to the collaborative model; without either
 model, or for a new user (no id) without text, popularity. A category narrows every path. Results
-are new to the user, deduplicated, at most K, each with its item id, title, categories, score and
-the reason (which path, which query) - printed as JSON.
+are new to the user, deduplicated, at most K, each with its item id, title, categories, rank (1 is the
+best; the paths' own scores are not comparable, so none is shown) and the reason (which path, which query)
+- printed as JSON. Negations in a request ("not greasy", "without fragrance", "no lipstick") become
+exclusions: items whose title or categories contain an excluded word are dropped (the count is in their
+reasons' request summary), and only the rest of the request is searched. When nothing in the catalog matches
+the request, the popular items that fill the list say so in their reason.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +40,29 @@ if TYPE_CHECKING:  # the models pull in transformers and peft: imported where us
 #: Arguments a model may take from the data module (what the CLI links).
 LINKED = ("num_users", "num_items", "item_titles", "item_texts", "item_categories", "item_popularity")
 DEFAULT_HISTORY = 15
+#: A negation cue, then the words it negates ("or" continues it), up to a comma, "and", "but" or the end.
+NEGATION = re.compile(r"\b(?:not|no|without|non|except|avoid)[\s-]+([^,;.]+?)(?=\s+(?:and|but)\b|[,;.]|$)", re.I)
+
+
+def split_negations(request: str) -> tuple[str, list[str]]:
+    """The request without its negated phrases, and the negated words (lower case).
+
+    Example:
+        >>> split_negations("moisturizer for dry skin, not greasy")
+        ('moisturizer for dry skin', ['greasy'])
+        >>> split_negations("a comedy without romance or musicals")
+        ('a comedy', ['romance', 'musicals'])
+        >>> split_negations("red lipstick, no glitter and long lasting")
+        ('red lipstick, long lasting', ['glitter'])
+    """
+    excluded = [word for phrase in NEGATION.findall(request) for word in re.findall(r"[\w'-]+", phrase.lower())
+                if word not in ("or", "a", "an", "any")]  # fmt: skip
+    if not excluded:
+        return request.strip(), []
+    positive = NEGATION.sub("", request)
+    positive = re.sub(r"[,;]?\s*\b(?:and|but)\s+(?=\S)", ", ", positive)  # "X, and Y" left by a removed negation
+    positive = re.sub(r"\s+", " ", re.sub(r"(?:\s*[,;])+", ",", positive)).strip(" ,;")
+    return re.sub(r"^(?:and|but)\b\s*|\s*\b(?:and|but)$", "", positive), excluded
 
 
 class HybridRecommender:
@@ -115,8 +143,15 @@ class HybridRecommender:
         items = self.user_items(user_index) if user_index is not None else []
         history = torch.tensor([([-1] + items)[-self.history_length :]])
         exclude, allowed = set(items), self.allowed_items(category)
+        excluded_words: list[str] = []
+        if request is not None:
+            request, excluded_words = split_negations(request)
+            if excluded_words:
+                allowed = self._without_words(excluded_words, allowed)
+            if not request:
+                request = None  # only exclusions: the other paths, minus the excluded items
 
-        results: list[tuple[int, float, str]] = []
+        results: list[tuple[int, str]] = []
         if request is not None:
             results += self._generative(history, request, k, exclude, allowed)
             results += self._text_search(request, k, exclude | {r[0] for r in results}, allowed)
@@ -124,17 +159,28 @@ class HybridRecommender:
             results += self._collaborative(user_index, history, k, exclude, allowed)
         taken = exclude | {r[0] for r in results}
         reason = "popular" if user_index is not None else "popular (new user)"
-        results += [(item, 0.0, reason) for item in self._popular(k, taken, allowed)]
+        if request is not None and not results:
+            reason = (
+                f"popular: nothing in the catalog matches the request {request!r} (no title or category shares a word)"
+            )
+        if excluded_words:
+            reason += f"; items with {', '.join(map(repr, excluded_words))} left out"
+        results += [(item, reason) for item in self._popular(k, taken, allowed)]
 
-        unique: dict[int, tuple[float, str]] = {}
-        for item, score, why in results:
-            unique.setdefault(item, (score, why))
-        top = list(unique.items())[:k]
+        unique: dict[int, str] = {}
+        for item, why in results:
+            unique.setdefault(item, why)
         return [
             {"item_id": str(self.data.items["item_id"].iloc[item]), "title": self.titles[item],
-             "categories": self.categories[item], "score": round(score, 4), "reason": why}
-            for item, (score, why) in top
+             "categories": self.categories[item], "rank": rank, "reason": why}
+            for rank, (item, why) in enumerate(list(unique.items())[:k], start=1)
         ]  # fmt: skip
+
+    def _without_words(self, words: list[str], allowed: set[int] | None) -> set[int]:
+        """``allowed`` (every item when ``None``) minus the items whose title or categories contain one of ``words``."""
+        pattern = re.compile(r"\b(?:" + "|".join(map(re.escape, words)) + r")\b", re.I)
+        candidates = range(len(self.titles)) if allowed is None else allowed
+        return {i for i in candidates if not pattern.search(self.search_texts[i])}
 
     def _keep(self, item: int, exclude: set[int], allowed: set[int] | None) -> bool:
         return item not in exclude and (allowed is None or item in allowed)
@@ -148,15 +194,15 @@ class HybridRecommender:
             # Beam search returns at most num_beams titles; ask for more when a category filters them.
             found = model.generate_items(history, k if allowed is None else 4 * k, request=request)[0]
             kept = [i for i in found if self._keep(i, exclude, allowed)][:k]
-            return [(i, float(k - r), f"generated by M6Rec for the request {request!r}") for r, i in enumerate(kept)]
+            return [(i, f"generated by M6Rec for the request {request!r}") for i in kept]
         if isinstance(model, GPT4Rec):
-            queries = [request] + model.generate_queries(history)[0]
+            queries = [request] + model.generate_queries(history, request=request)[0]
             index = title_index(self.titles, model.bm25_k1, model.bm25_b)
             lists = [[i for i in found if self._keep(i, exclude, allowed)] for found in index.search(queries, 4 * k)]
             merged = rank_merge(lists, k)
             # The reason names the first query (in beam order) that found the item.
             source = {item: q for q, found in reversed(list(zip(queries, lists))) for item in found}
-            return [(i, float(k - r), f"GPT4Rec query {source[i]!r}") for r, i in enumerate(merged)]
+            return [(i, f"GPT4Rec query {source[i]!r}") for i in merged]
         return []
 
     def _text_search(self, request: str, k: int, exclude: set[int], allowed) -> list:
@@ -165,7 +211,7 @@ class HybridRecommender:
         index = title_index(self.search_texts, 1.2, 0.75)
         found = index.search([request], len(self.titles))[0]  # every item with a positive score
         kept = [i for i in found if self._keep(i, exclude, allowed)][:k]
-        return [(i, float(k - r), "BM25 match for the request") for r, i in enumerate(kept)]
+        return [(i, "BM25 match for the request") for i in kept]
 
     def _collaborative(self, user: int, history: Tensor, k: int, exclude: set[int], allowed) -> list:
         model = self.collaborative
@@ -178,9 +224,7 @@ class HybridRecommender:
             scores[mask] = float("-inf")
         top = scores.topk(min(k, len(scores)))
         name = type(model).__name__
-        return [
-            (int(i), float(s), f"collaborative ({name})") for s, i in zip(top.values, top.indices) if s > float("-inf")
-        ]
+        return [(int(i), f"collaborative ({name})") for s, i in zip(top.values, top.indices) if s > float("-inf")]
 
     def _popular(self, k: int, exclude: set[int], allowed) -> list[int]:
         return [i for i in self.popularity_order if self._keep(i, exclude, allowed)][:k]

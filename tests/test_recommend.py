@@ -45,7 +45,7 @@ def test_known_user_without_text_gets_the_collaborative_top_k(hybrid, ml1m):
     scores[list(owned)] = float("-inf")
     assert [r["title"] for r in results] == [ml1m.item_titles[i] for i in scores.topk(5).indices.tolist()]
     assert all(r["reason"] == "collaborative (MFBPR)" for r in results)
-    assert [r["score"] for r in results] == sorted((r["score"] for r in results), reverse=True)
+    assert [r["rank"] for r in results] == list(range(1, len(results) + 1))
 
 
 def test_text_request_goes_to_generation_then_text_search(hybrid, ml1m):
@@ -67,7 +67,9 @@ def test_category_narrows_and_cold_start_gets_text_or_popularity(hybrid, ml1m):
     cold = HybridRecommender(ml1m).recommend(request="zzzz unknown words", k=3)  # no model, no match
     most_popular = ml1m.item_popularity.argsort(descending=True, stable=True)[:3].tolist()
     assert [r["title"] for r in cold] == [ml1m.item_titles[i] for i in most_popular]
-    assert {r["reason"] for r in cold} == {"popular (new user)"}
+    assert {r["reason"] for r in cold} == {
+        "popular: nothing in the catalog matches the request 'zzzz unknown words' (no title or category shares a word)"
+    }
 
 
 def test_bad_requests_are_clear_errors(hybrid, ml1m, checkpoints, tmp_path):
@@ -123,3 +125,27 @@ def test_the_entry_point_reports_our_errors_in_one_line(capsys, monkeypatch):
     monkeypatch.setenv("LIGHTNING_REC_DEBUG", "1")
     with pytest.raises(ValueError, match="unknown user id"):
         main(["--user", "no-such-user"])
+
+
+def test_negations_drop_the_items_they_name(ml1m):
+    hybrid = HybridRecommender(ml1m)
+    plain = hybrid.recommend(request="dark smoke neon", k=5)
+    assert any("Dark" in r["title"] for r in plain)
+    negated = hybrid.recommend(request="smoke neon, not dark", k=5)
+    assert negated and not any("dark" in (r["title"] + " ".join(r["categories"])).lower() for r in negated)
+
+
+def test_a_request_that_matches_nothing_says_so_and_ranks_are_the_order(ml1m):
+    results = HybridRecommender(ml1m).recommend(request="保湿霜 干性皮肤", k=3)
+    assert [r["rank"] for r in results] == [1, 2, 3]
+    assert all("nothing in the catalog matches the request" in r["reason"] for r in results)
+    assert "score" not in results[0]  # the paths' scores are not comparable: only the rank is given
+
+
+def test_gpt4rec_prompts_carry_the_request():
+    from lightning_rec.models import GPT4Rec
+
+    model = GPT4Rec(["red lamp", "blue vase"], generator="tiny-gpt2", pretrained=False, num_queries=2)
+    with_request = model.tokenizer.decode(model.prompt_ids([0], request="something for the garden"))
+    assert "The customer asks for: something for the garden." in with_request
+    assert "asks for" not in model.tokenizer.decode(model.prompt_ids([0]))

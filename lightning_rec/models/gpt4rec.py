@@ -140,10 +140,13 @@ class GPT4Rec(L.LightningModule):
         check_sizes_match(self, self.trainer.datamodule)
 
     # ------------------------------------------------------------------ prompts
-    def prompt_ids(self, history: Sequence[int], target: int | None = None) -> list[int]:
-        """Token ids of the prompt for ``history`` (item indices, oldest first), plus the target
-        title and end-of-text when ``target`` is given. Oldest items are dropped if it would not fit."""
-        return self.prompts.ids(history, target, reserve=self.hparams.max_query_tokens if target is None else 0)
+    def prompt_ids(self, history: Sequence[int], target: int | None = None, request: str | None = None) -> list[int]:
+        """Token ids of the prompt for ``history`` (item indices, oldest first), then ``The customer asks for:
+        <request>.`` when a free-text ``request`` is given, plus the target title and end-of-text when ``target``
+        is given. Oldest items are dropped if it would not fit."""
+        middle = f" The customer asks for: {request.strip()}." if request else ""
+        reserve = self.hparams.max_query_tokens if target is None else 0
+        return self.prompts.ids(history, target, reserve=reserve, middle=middle)
 
     # ------------------------------------------------------------------ training
     def training_inputs(self, histories: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -170,11 +173,13 @@ class GPT4Rec(L.LightningModule):
 
     # ------------------------------------------------------------------ queries and retrieval
     @torch.no_grad()
-    def generate_queries(self, histories: Tensor) -> list[list[str]]:
-        """``num_queries`` queries per user: beam search (deterministic, best beam first) or samples."""
+    def generate_queries(self, histories: Tensor, request: str | None = None) -> list[list[str]]:
+        """``num_queries`` queries per user: beam search (deterministic, best beam first) or samples. A free-text
+        ``request`` goes into every prompt (training prompts have none: the generator follows it as far as its
+        pretraining lets it)."""
         histories_list = histories.tolist()
         self.counts["empty_history"] += sum(1 for h in histories_list if not any(i >= 0 for i in h))
-        prompts = [self.prompt_ids(h) for h in histories_list]
+        prompts = [self.prompt_ids(h, request=request) for h in histories_list]
         input_ids, attention_mask = pad_left(prompts, self.tokenizer.pad_token_id, self.device)
         m = self.hparams.num_queries
         if self.hparams.query_decoding == "beam":  # the paper: the m best beams
