@@ -64,8 +64,12 @@ def evaluate(model: GPT4Rec, lists_fn, batches, categories) -> dict:
         ranking.update(model.ranked_scores(top), batch["target_item"].unsqueeze(1))
         beyond.update(top, batch["target_item"].unsqueeze(1))
     values = {**ranking.compute(), **beyond.compute()}
+    # Without item categories (Beauty's sequence files) Diversity and Coverage are undefined, not 0.
+    undefined = ("Diversity", "Coverage") if not any(categories) else ()
     return {
-        k: round(float(v), 4) for k, v in values.items() if k.startswith(("Recall", "Diversity", "Coverage", "Catalog"))
+        k: None if k.startswith(undefined) else round(float(v), 4)
+        for k, v in values.items()
+        if k.startswith(("Recall", "Diversity", "Coverage", "Catalog"))
     }
 
 
