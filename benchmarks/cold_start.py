@@ -182,11 +182,15 @@ def plot(rows: list[dict], path: Path) -> None:
         for offset, test in zip((-0.27, 0, 0.27), TESTS):
             found = {s["model"]: s for s in summary if s["dataset"] == dataset and s["test"] == test}
             xs = [i + offset for i, m in enumerate(models) if m in found]
-            ax.bar(xs, [found[m]["NDCG@10"] for m in models if m in found], width=0.27, label=test,
-                   yerr=[found[m]["NDCG@10 sd"] for m in models if m in found], capsize=3)  # fmt: skip
+            spread = [found[m]["NDCG@10 sd"] if found[m]["seeds"] > 1 else float("nan") for m in models if m in found]
+            ax.bar(xs, [found[m]["NDCG@10"] for m in models if m in found], width=0.27, label=test, yerr=spread,
+                   capsize=3)  # fmt: skip
         ax.set_xticks(range(len(models)), models, rotation=15, ha="right", fontsize=8)
         ax.set_ylabel("NDCG@10 (full ranking)")
-        ax.set_title(f"{dataset}: warm vs cold items (20 % of items held out; mean ± sd over seeds)")
+        seeds = sorted({s["seeds"] for s in summary if s["dataset"] == dataset})
+        ax.set_title(f"{dataset}: test NDCG@10, full ranking, warm vs cold items (20 % of items held out); "
+                     f"{'/'.join(map(str, seeds))} seeds per bar, error bars (sd) where 2 or more; "
+                     "backbone in brackets", fontsize=8)  # fmt: skip
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)

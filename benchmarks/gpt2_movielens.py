@@ -157,7 +157,9 @@ def run_quality(args, names: list[str], backbone: str, figure: Path | None = Non
             for row in rows[-2:]:  # both protocols of this fit, so a log keeps what a killed run found
                 print(json.dumps(row), flush=True)
             if figure is not None and name == "Enhanced-fast":
-                plot_attention(model, dm, figure)
+                title = (f"{DATASET_NAMES.get(args.dataset, args.dataset)}, {name}[{backbone}], seed {seed}: "
+                         "cross-attention of each user's top recommendation over the user's latest items")  # fmt: skip
+                plot_attention(model, dm, figure, title)
                 figure = None
     return rows
 
@@ -270,20 +272,49 @@ def summarise(rows: list[dict]) -> list[dict]:
     return summary
 
 
-def plot_strategies(summary: list[dict], path: Path) -> None:
+DATASET_NAMES = {"ml-1m": "MovieLens-1M (random leave-one-out)", "ml-100k": "MovieLens-100K (leave-one-out by time)"}
+
+
+def plot_strategies(summary: list[dict], path: Path, dataset: str, run_name: str) -> None:
+    """NDCG@10 (sampled-99) per model of one run, titled with the dataset, the run (part, backbone, epochs) and
+    the seeds; error bars (sd) only on bars averaged over 2 or more seeds."""
     plt = pyplot()
 
-    full = [s for s in summary if s["protocol"] == "sampled-99"]
+    rows = [s for s in summary if s["protocol"] == "sampled-99"]
+    errors = [s["NDCG@10 sd"] if s.get("seeds", 1) >= 2 else float("nan") for s in rows]
+    seeds = sorted({str(s["seed"]).removeprefix("mean of ") for s in rows})
     fig, ax = plt.subplots(figsize=(8, 4))
-    ax.bar([s["model"] for s in full], [s["NDCG@10"] for s in full], yerr=[s["NDCG@10 sd"] for s in full], capsize=4)
-    ax.set_ylabel("NDCG@10 (99 sampled negatives)")
-    ax.set_title("Strategy comparison, mean ± sd over seeds")
+    ax.bar([s["model"] for s in rows], [s["NDCG@10"] for s in rows], yerr=errors, capsize=4)
+    ax.set_ylabel("test NDCG@10 (99 sampled negatives)")
+    spread = "mean ± sd over seeds" if any(e == e for e in errors) else "one seed, no error bars"
+    ax.set_title(f"{DATASET_NAMES.get(dataset, dataset)}: {run_name}\nseeds {'; '.join(seeds)} ({spread})", fontsize=9)
     plt.setp(ax.get_xticklabels(), rotation=20, ha="right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
 
-def plot_attention(model: GPT2RecommenderEnhanced, dm, path: Path, num_users: int = 8) -> None:
+def redraw_bar_charts(folder: Path) -> list[Path]:
+    """Every bar chart of the runs in ``folder``'s ``gpt2_*.json``, from their summary rows (speed runs have none)."""
+    written = []
+    for dataset in ("ml-1m", "ml-100k"):
+        path = folder / f"gpt2_{dataset.replace('-', '')}.json"
+        if not path.exists():
+            continue
+        runs: dict[str, list[dict]] = {}
+        for row in json.loads(path.read_text()):
+            if not isinstance(row.get("seed"), int) and not row.get("run", "speed").startswith("speed"):
+                runs.setdefault(row["run"], []).append(row)
+        for run_name, summary in runs.items():
+            part, backbone = run_name.split("[")[0], run_name.split("[")[1].split(",")[0].rstrip("]")
+            stem = f"gpt2_{dataset.replace('-', '')}_{part}_{backbone}" + (
+                "_converged" if "patience" in run_name else ""
+            )
+            plot_strategies(summary, folder / f"{stem}.png", dataset, run_name)
+            written.append(folder / f"{stem}.png")
+    return written
+
+
+def plot_attention(model: GPT2RecommenderEnhanced, dm, path: Path, title: str, num_users: int = 8) -> None:
     """Heatmap: for a few users, the weight their top recommendation puts on each of their latest items."""
     plt = pyplot()
 
@@ -296,7 +327,9 @@ def plot_attention(model: GPT2RecommenderEnhanced, dm, path: Path, num_users: in
     history = prediction["history"]
     titles = dm.item_titles
     fig, ax = plt.subplots(figsize=(2.0 * history.shape[1], 0.75 * num_users + 1.2))
-    image = ax.imshow(weights.masked_fill(history < 0, float("nan")).numpy(), aspect="auto", cmap="viridis")
+    # A fixed 0..1 scale: uniform weights (1 / history length) must not look like structure.
+    image = ax.imshow(weights.masked_fill(history < 0, float("nan")).numpy(), aspect="auto", cmap="viridis",
+                      vmin=0.0, vmax=1.0)  # fmt: skip
     for row in range(num_users):
         for col in range(history.shape[1]):
             if history[row, col] >= 0:
@@ -307,6 +340,7 @@ def plot_attention(model: GPT2RecommenderEnhanced, dm, path: Path, num_users: in
     ax.set_yticks(range(num_users), rows, fontsize=7)
     ax.set_xticks(range(history.shape[1]), [f"{history.shape[1] - c}" for c in range(history.shape[1])], fontsize=7)
     ax.set_xlabel("history item (items ago); cell: title and attention weight of the top recommendation")
+    ax.set_title(title, fontsize=9)
     fig.colorbar(image, ax=ax, label="cross-attention weight")
     fig.tight_layout()
     fig.savefig(path, dpi=130)
@@ -314,8 +348,12 @@ def plot_attention(model: GPT2RecommenderEnhanced, dm, path: Path, num_users: in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["quality", "speed", "strategies"])
-    parser.add_argument("--data", required=True)
+    parser.add_argument(
+        "part",
+        choices=["quality", "speed", "strategies", "redraw"],
+        help="redraw: the bar charts again from the JSON rows of --out (or, with --publish, the committed)",
+    )
+    parser.add_argument("--data", help="dataset folder (every part but redraw)")
     parser.add_argument("--dataset", choices=["ml-1m", "ml-100k"], default="ml-1m")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--seeds", default="0,1,2")
@@ -361,6 +399,12 @@ def main() -> None:
     use_output_dir(args)
     logging.basicConfig(level=logging.WARNING)
 
+    if args.part == "redraw":
+        for path in redraw_bar_charts(results_dir()):
+            print(f"wrote {path}")
+        return
+    if not args.data:
+        parser.error("--data is required to run")
     short = args.dataset.replace("-", "")
     args.split = "leave-one-out by time" if args.dataset == "ml-100k" else "leave-one-out, random per user (seeded)"
     path = results_dir() / f"gpt2_{short}.json"
@@ -407,7 +451,8 @@ def main() -> None:
                    and (r["model"], r["seed"]) not in ran]  # fmt: skip
         per_seed = earlier + per_seed
         rows = per_seed + [{**r, "run": run_name} for r in summarise(per_seed)]
-        plot_strategies([r for r in rows if not isinstance(r["seed"], int)], results_dir() / f"{stem}.png")
+        plot_strategies([r for r in rows if not isinstance(r["seed"], int)], results_dir() / f"{stem}.png",
+                        args.dataset, run_name)  # fmt: skip
     kept = [r for r in kept if r.get("run") != run_name]
     path.write_text(json.dumps(kept + rows, indent=1) + "\n")
     print(f"wrote {path}")
