@@ -149,3 +149,16 @@ def test_gpt4rec_prompts_carry_the_request():
     with_request = model.tokenizer.decode(model.prompt_ids([0], request="something for the garden"))
     assert "The customer asks for: something for the garden." in with_request
     assert "asks for" not in model.tokenizer.decode(model.prompt_ids([0]))
+
+
+def test_a_zero_shot_instruct_generator_reads_the_request_through_its_chat_template(ml1m):
+    from lightning_rec.models import GPT4Rec
+
+    model = GPT4Rec(ml1m.item_titles, generator="tiny-gpt2", pretrained=False, num_queries=2, max_query_tokens=3)
+    model.tokenizer.chat_template = "{% for m in messages %}<|user|>{{ m['content'] }}\n{% endfor %}<|assistant|>"
+    prompt = model.tokenizer.decode(model.chat_prompt_ids([0, 1], "a western"))
+    assert prompt.startswith("<|user|>A customer has bought: ") and "The customer asks for: a western." in prompt
+    results = HybridRecommender(ml1m, generative=model, zero_shot=True).recommend(request="a western", k=3)
+    assert len(results) == 3 and results[0]["rank"] == 1
+    with pytest.raises(SystemExit):
+        main(["--request", "x", "--generator", "tiny-gpt2", "--generative", "a.ckpt"])

@@ -172,14 +172,30 @@ class GPT4Rec(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # ------------------------------------------------------------------ queries and retrieval
+    def chat_prompt_ids(self, history: Sequence[int], request: str) -> list[int] | None:
+        """The free-text ``request`` and the latest purchases as one user turn of the generator's chat template
+        (an Instruct model zero-shot); ``None`` when the tokenizer has no chat template."""
+        if not getattr(self.tokenizer, "chat_template", None):
+            return None
+        titles = [self.item_titles[i] for i in history if i >= 0][-self.hparams.max_history :]
+        bought = "; ".join(titles) if titles else "nothing yet"
+        content = (f"A customer has bought: {bought}. The customer asks for: {request.strip()}. "
+                   "Write a short search query for a product to recommend.")  # fmt: skip
+        ids = self.tokenizer.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
+        return list(ids["input_ids"] if hasattr(ids, "keys") else ids)  # transformers 5 returns a BatchEncoding
+
     @torch.no_grad()
-    def generate_queries(self, histories: Tensor, request: str | None = None) -> list[list[str]]:
+    def generate_queries(self, histories: Tensor, request: str | None = None, chat: bool = False) -> list[list[str]]:
         """``num_queries`` queries per user: beam search (deterministic, best beam first) or samples. A free-text
         ``request`` goes into every prompt (training prompts have none: the generator follows it as far as its
-        pretraining lets it)."""
+        pretraining lets it); with ``chat`` it is asked through the chat template instead (a zero-shot Instruct
+        generator), where the tokenizer has one. History-only queries keep the paper's plain prompt."""
         histories_list = histories.tolist()
         self.counts["empty_history"] += sum(1 for h in histories_list if not any(i >= 0 for i in h))
         prompts = [self.prompt_ids(h, request=request) for h in histories_list]
+        if chat and request:
+            chats = [self.chat_prompt_ids(h, request) for h in histories_list]
+            prompts = [c if c is not None else p for c, p in zip(chats, prompts)]
         input_ids, attention_mask = pad_left(prompts, self.tokenizer.pad_token_id, self.device)
         m = self.hparams.num_queries
         if self.hparams.query_decoding == "beam":  # the paper: the m best beams
