@@ -101,3 +101,17 @@ def test_half_star_ratings_stay_floats_and_fractional_ids_are_rejected(tmp_path)
         parse_movielens_1m(tmp_path)
     (tmp_path / "ratings.csv").write_text("user_id,movie_id,rating\n1,2,4.5\n1,3,2.5\n")
     assert parse_movielens_1m(tmp_path, tmp_path / "ratings.csv").interactions["rating"].tolist() == [4.5, 2.5]
+
+
+def test_a_last_line_without_newline_is_reported_as_possibly_truncated(tmp_path, caplog):
+    copy_ml1m(tmp_path, "1::2::5::978300760\n1::3::4::9783")  # a download cut inside the last field
+    with caplog.at_level(logging.WARNING):
+        log = parse_movielens_1m(tmp_path)
+    assert "ratings.dat: the last line has no newline: the file may be truncated" in caplog.text
+    assert len(log.interactions) == 2
+
+
+def test_the_columnar_reader_gives_integer_ids_and_float_ratings(tmp_path):
+    copy_ml1m(tmp_path, "1::2::4.5::978300760\n2::3::4::978300761\n")
+    ratings = parse_movielens_1m(tmp_path).interactions
+    assert str(ratings["rating"].dtype) == "float64" and list(ratings["rating"]) == [4.5, 4.0]
