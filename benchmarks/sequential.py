@@ -245,14 +245,19 @@ def headline(rows: list[dict[str, Any]], dataset: str = "beauty", loss: str = "c
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         if row["dataset"] == dataset and row.get("loss") == loss and row.get("dim") == dim:
-            groups.setdefault((row["model"], row["backbone"]), []).append(row)
-    baseline = statistics.mean(r["NDCG@10"] for r in groups.get(("SASRec", "none"), [{"NDCG@10": float("nan")}]))
+            groups.setdefault((row["model"], row["backbone"], row.get("strategy")), []).append(row)
+    baseline = statistics.mean(r["NDCG@10"] for r in groups.get(("SASRec", "none", None), [{"NDCG@10": float("nan")}]))
     lines = ["| model | item text | seeds | NDCG@10 | HR@10 (= Recall@10) | NDCG@10 without unrankable users | "
              "vs SASRec | best epoch | minutes to best |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for (model, backbone), group in sorted(groups.items(), key=lambda item: (item[0][0] != "SASRec", item[0])):
+    order = {None: 0, "fast": 1, "hybrid": 2}
+    for (model, backbone, strategy), group in sorted(
+        groups.items(), key=lambda item: (item[0][0] != "SASRec", item[0][:2], order[item[0][2]])
+    ):
         group.sort(key=lambda r: r["seed"])
         ndcg = [r["NDCG@10"] for r in group]
         change = "" if model == "SASRec" else f"{100 * (statistics.mean(ndcg) / baseline - 1):+.1f} %"
+        if strategy == "hybrid":
+            model = f"{model}, hybrid (+{group[0]['dynamic_epochs']} dynamic LoRA epochs)"
         lines.append(
             f"| {model} | {'none (IDs)' if backbone == 'none' else backbone} "
             f"| {','.join(str(r['seed']) for r in group)} "
