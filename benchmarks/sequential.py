@@ -144,12 +144,22 @@ def run_identity(name: str, seed: int, args) -> dict[str, Any]:
             "loss": args.loss if name == "SASRec" or is_text else None}  # fmt: skip
 
 
+def checkpoint_dir(args, identity: dict[str, Any]) -> Path:
+    """Where the fit named by ``identity`` keeps its best and last checkpoints under ``--out``."""
+    return Path(args.out) / "checkpoints" / "-".join(str(v) for v in identity.values())
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a results file; none when it does not exist yet."""
+    return json.loads(path.read_text()) if path.exists() else []
+
+
 def run(name: str, seed: int, args) -> dict[str, Any]:
     L.seed_everything(seed)
     is_text = name in TEXT_SEQUENCE_MODELS
     dm = build_datamodule(args, sequences=name in SEQUENCE_MODELS or is_text, seed=seed)
     model = build_model(name, dm, args)
-    run_dir = Path(args.out) / "checkpoints" / "-".join(str(v) for v in run_identity(name, seed, args).values())
+    run_dir = checkpoint_dir(args, run_identity(name, seed, args))
     curve = ValidationCurve()
     checkpoint = ModelCheckpoint(dirpath=run_dir, monitor=MONITOR, mode="max", filename="best")
     # Saved every epoch (a monitored checkpoint's save_last only follows its improvements), to resume from.
@@ -208,13 +218,9 @@ def continue_from_fast(model: TextSASRec, name: str, seed: int, args) -> dict[st
     with LoRA) into ``model``; returns that fit's row."""
     fast_args = argparse.Namespace(**{**vars(args), "strategy": "fast"})
     identity = run_identity(name, seed, fast_args)
-    rows = (
-        json.loads((Path(args.out) / "sequential.json").read_text())
-        if (Path(args.out) / "sequential.json").exists()
-        else []
-    )
+    rows = read_rows(Path(args.out) / "sequential.json")
     fast_row = next((r for r in rows if row_key(r) == row_key(identity)), None)
-    best = Path(args.out) / "checkpoints" / "-".join(str(v) for v in identity.values()) / "best.ckpt"
+    best = checkpoint_dir(args, identity) / "best.ckpt"
     if fast_row is None or not best.exists():
         raise SystemExit(f"the hybrid continues a converged fast fit: run {name} with --strategy fast first ({best})")
     state = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
@@ -226,7 +232,7 @@ def continue_from_fast(model: TextSASRec, name: str, seed: int, args) -> dict[st
 
 
 def merge_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    kept = json.loads(path.read_text()) if path.exists() else []
+    kept = read_rows(path)
     done = {row_key(r) for r in rows}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps([r for r in kept if row_key(r) not in done] + rows, indent=1) + "\n")
@@ -337,7 +343,7 @@ def main() -> None:
         parser.error("--data is required: the folder of the dataset's files")
 
     path = out / "sequential.json"
-    finished = {row_key(r) for r in json.loads(path.read_text())} if path.exists() else set()
+    finished = {row_key(r) for r in read_rows(path)}
     rows = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         for name in args.models.split(","):
