@@ -292,3 +292,177 @@ def parse_amazon_sequences(sequence_file: str | Path, titles_file: str | Path, n
     item_table["categories"] = [[] for _ in range(len(item_table))]
     item_table["text"] = item_table["title"]
     return InteractionLog(interactions, item_table.drop_duplicates("item_id"), "position", name)
+
+
+# ---------------------------------------------------------------------------------------- own logs
+
+_PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+def read_table(source, columns: list[str], what: str) -> pd.DataFrame:
+    """Reads ``columns`` (all of them must exist) of a CSV, TSV or Parquet file with a header, or of a
+    pandas/Polars DataFrame. Files go through pyarrow: only the named columns are read, typed by pyarrow.
+
+    Raises:
+        DataFormatError: the file is missing, unreadable, or lacks a column (naming the columns it has).
+    """
+    if hasattr(source, "to_pandas") and not isinstance(source, pd.DataFrame):  # Polars, pyarrow tables
+        source = source.to_pandas()
+    if isinstance(source, pd.DataFrame):
+        _require_columns(list(source.columns), columns, f"{what} DataFrame")
+        return source[columns].reset_index(drop=True)
+    path = require_file(source)
+    suffixes = "".join(path.suffixes[-2:]).lower()
+    try:
+        if path.suffix.lower() in _PARQUET_SUFFIXES:
+            import pyarrow.parquet as pq
+
+            available = pq.read_schema(path).names
+            _require_columns(available, columns, str(path))
+            table = pq.read_table(path, columns=columns)
+        else:
+            delimiter = "\t" if ".tsv" in suffixes or ".tab" in suffixes else ","
+            with pacsv.open_csv(path, parse_options=pacsv.ParseOptions(delimiter=delimiter)) as reader:
+                _require_columns(reader.schema.names, columns, f"{path}:1")  # reads the first block only
+            table = pacsv.read_csv(
+                path,
+                parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+                convert_options=pacsv.ConvertOptions(include_columns=columns, strings_can_be_null=True),
+            )
+    except pa.ArrowInvalid as err:
+        raise DataFormatError(f"{path}: not a readable {'Parquet' if 'parquet' in suffixes else 'CSV/TSV'} file "
+                              f"({str(err).splitlines()[0]})") from None  # fmt: skip
+    return table.to_pandas()
+
+
+def _require_columns(available: list[str], wanted: list[str], where: str) -> None:
+    missing = [column for column in wanted if column not in available]
+    if missing:
+        raise DataFormatError(
+            f"{where}: no column {missing[0]!r} (columns are {available}): name the right one in the data "
+            "module's *_column arguments"
+        )
+
+
+def _order_values(values: pd.Series, column: str, where: str) -> np.ndarray:
+    """Timestamps as int64: numbers as they are (seconds, milliseconds...), datetimes and date strings in ns."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return values.astype("datetime64[ns]").astype(np.int64).to_numpy()
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        return values.to_numpy(dtype=np.float64 if pd.api.types.is_float_dtype(values) else np.int64)
+    parsed = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
+    bad = np.flatnonzero(parsed.isna().to_numpy())
+    if len(bad):
+        raise DataFormatError(
+            f"{where}: column {column!r} row {bad[0] + 1} is neither a number nor a date: {values.iloc[bad[0]]!r}"
+        )
+    return parsed.astype("datetime64[ns, UTC]").astype(np.int64).to_numpy()
+
+
+def _drop_missing(frame: pd.DataFrame, columns: list[str], where: str) -> pd.DataFrame:
+    missing = frame[columns].isna().any(axis=1)
+    if missing.any():
+        log.warning("%s: dropped %d rows with an empty %s", where, int(missing.sum()), " or ".join(columns))
+        frame = frame[~missing]
+    return frame
+
+
+def _as_ids(values: pd.Series) -> pd.Series:
+    """Raw ids as strings, so ``7`` in the log and ``7`` in the item table (or ``7.0`` from a float
+    column that had gaps) name the same item."""
+    if pd.api.types.is_float_dtype(values) and bool((values == np.floor(values)).all()):
+        values = values.astype(np.int64)
+    return values.astype(str)
+
+
+def parse_interaction_table(
+    interactions,
+    items=None,
+    *,
+    user_column: str = "user_id",
+    item_column: str = "item_id",
+    time_column: str | None = "timestamp",
+    order_column: str | None = None,
+    rating_column: str | None = None,
+    min_rating: float = 0,
+    item_id_column: str | None = None,
+    title_column: str = "title",
+    categories_column: str | None = None,
+    categories_separator: str = "|",
+    brand_column: str | None = None,
+    text_columns: list[str] | None = None,
+    name: str = "custom",
+) -> InteractionLog:
+    """A user's own log (file or DataFrame, columns mapped by name) plus an optional item table.
+
+    The split orders each user's interactions by ``time_column`` (numbers or dates), else by
+    ``order_column`` (a position: the file is in time order), else at random (seeded). Item text is
+    ``title | categories | brand`` then any ``text_columns``, the same layout as the public datasets.
+    Rows with an empty user, item or time are dropped with a logged count.
+    """
+    if time_column and order_column:
+        raise ValueError("give time_column or order_column, not both (set the other to null)")
+    where = name if isinstance(interactions, pd.DataFrame) or hasattr(interactions, "to_pandas") else str(interactions)
+    order = time_column or order_column
+    wanted = [user_column, item_column] + [c for c in (order, rating_column) if c]
+    frame = _drop_missing(read_table(interactions, wanted, "interactions"), [c for c in wanted if c != rating_column],
+                          where)  # fmt: skip
+    if frame.empty:
+        raise DataFormatError(f"{where}: no interactions")
+    table = pd.DataFrame({"user_id": _as_ids(frame[user_column]), "item_id": _as_ids(frame[item_column])})
+    table["order"] = _order_values(frame[order], order, where) if order else 0
+    if rating_column:
+        table["rating"] = numeric_column(frame[rating_column].reset_index(drop=True), rating_column,
+                                         lambda row: f"{where}: row {row + 1}").to_numpy()  # fmt: skip
+        if min_rating > 0:
+            kept = table["rating"] >= min_rating
+            log.info("%s: dropped %d interactions rated below %g", name, int((~kept).sum()), min_rating)
+            table = table[kept]
+    ordering = "time" if time_column else "position" if order_column else "none"
+    if ordering == "none":
+        log.warning("%s: no time_column or order_column: the split is a seeded random leave-one-out", name)
+    item_table = _item_table(
+        items, table["item_id"], item_id_column or item_column, title_column, categories_column,
+        categories_separator, brand_column, text_columns or [], name,
+    )  # fmt: skip
+    return InteractionLog(table.reset_index(drop=True), item_table, ordering, name)  # type: ignore[arg-type]
+
+
+def _item_table(
+    items, logged_items: pd.Series, id_column: str, title_column: str, categories_column: str | None,
+    separator: str, brand_column: str | None, text_columns: list[str], name: str,
+) -> pd.DataFrame:  # fmt: skip
+    if items is None:
+        log.info("%s: no item table: items have no text (text models need one: pass items)", name)
+        ids = pd.Series(logged_items.unique())
+        return pd.DataFrame({"item_id": ids, "title": "", "categories": [[] for _ in ids], "text": ""})
+    optional = [c for c in (categories_column, brand_column, *text_columns) if c]
+    frame = read_table(items, [id_column, title_column, *optional], "items")
+    frame = _drop_missing(frame, [id_column], f"{name} item table")
+    strings = {column: frame[column].fillna("").astype(str).map(_clean_title) for column in [title_column, *optional]
+               if column != categories_column}  # fmt: skip
+    categories = (
+        [_categories(value, separator) for value in frame[categories_column]]
+        if categories_column else [[] for _ in range(len(frame))]
+    )  # fmt: skip
+    brands = strings[brand_column] if brand_column else pd.Series("", index=frame.index)
+    texts = [
+        " | ".join(part for part in [item_text(title, cats, brand), *extra] if part)
+        for title, cats, brand, *extra in zip(strings[title_column], categories, brands,
+                                               *(strings[c] for c in text_columns))
+    ]  # fmt: skip
+    table = pd.DataFrame({"item_id": _as_ids(frame[id_column]), "title": strings[title_column].to_numpy(),
+                          "categories": categories, "text": texts})  # fmt: skip
+    duplicated = table["item_id"].duplicated()
+    if duplicated.any():
+        log.warning("%s item table: %d repeated item ids; the first row of each is kept", name, int(duplicated.sum()))
+        table = table[~duplicated]
+    return table.reset_index(drop=True)
+
+
+def _categories(value, separator: str) -> list[str]:
+    """A categories cell: a list (Parquet, DataFrame) or one string joined by ``separator``."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return []
+    parts = value.split(separator) if isinstance(value, str) else list(value)
+    return [part.strip() for part in map(str, parts) if part.strip()]
