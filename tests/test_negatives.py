@@ -23,6 +23,21 @@ def test_training_negatives_avoid_positives_and_follow_the_seed(ml1m):
     assert not torch.equal(ml1m._train_columns(0)["negative_items"], ml1m._train_columns(1)["negative_items"])
 
 
+def test_negatives_drawn_in_chunks_are_uniform_over_each_users_unseen_items(monkeypatch):
+    monkeypatch.setattr("lightning_rec.data.negatives.DRAW_CHUNK_ROWS", 7)  # many chunks, users across chunk ends
+    users = torch.arange(4).repeat_interleave(25)
+    seen = torch.tensor([[0, 1], [2, 3], [4, 5], [6, 7]])
+    exclude = InteractionSet(torch.arange(4).repeat_interleave(2), seen.reshape(-1), num_items=10)
+    negatives = sample_negatives(users, 400, exclude, torch.Generator().manual_seed(0))
+    for user in range(4):
+        counts = torch.bincount(negatives[users == user].reshape(-1), minlength=10).float()
+        assert (counts[seen[user]] == 0).all()
+        unseen = counts[counts > 0]
+        assert len(unseen) == 8 and (unseen / unseen.mean() - 1).abs().max() < 0.1  # 1,250 draws each
+    again = sample_negatives(users, 400, exclude, torch.Generator().manual_seed(0))
+    assert torch.equal(negatives, again)
+
+
 def test_sample_negatives_on_a_nearly_full_catalog():
     exclude = InteractionSet(torch.tensor([0, 0, 0]), torch.tensor([0, 1, 2]), num_items=4)
     negatives = sample_negatives(torch.tensor([0, 0]), 5, exclude, torch.Generator().manual_seed(0))

@@ -239,7 +239,8 @@ class InteractionDataModule(L.LightningDataModule):
         generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
         order = torch.randperm(len(self.data.train_items), generator=generator)
         users = self.data.train_users[order]
-        negatives = sample_negatives(users, self.num_negatives, self.train_pairs, generator)
+        # Drawn in user order (train_users is sorted), then shuffled: the membership test stays local.
+        negatives = sample_negatives(self.data.train_users, self.num_negatives, self.train_pairs, generator)[order]
         columns = {"user": users, "item": self.data.train_items[order], "negative_items": negatives}
         if self.data.train_ratings is not None:
             columns["rating"] = self.data.train_ratings[order]
@@ -256,7 +257,8 @@ class InteractionDataModule(L.LightningDataModule):
     def _sequence_columns(self, epoch: int) -> Batch:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
         users = torch.randperm(self.num_users, generator=generator)
-        negatives = sample_negatives(users, self.history_length, self.train_pairs, generator)
+        negatives = sample_negatives(torch.arange(self.num_users), self.history_length, self.train_pairs, generator)
+        negatives = negatives[users]
         return {"user": users, "negative_items": negatives}
 
     def _add_sequences(self, batch: Batch) -> Batch:
