@@ -1,3 +1,6 @@
+import ast
+import gzip
+import json
 import logging
 
 import pytest
@@ -83,6 +86,29 @@ def test_amazon_reviews_gzip_json_and_python_literal_meta(tmp_path):
     item = log.items.set_index("item_id").loc["A3"]
     assert item["categories"] == ["Beauty", "Lips"]
     assert item["text"] == "Lipstick 3 | Beauty|Lips | Acme"
+
+
+def test_json_metadata_reads_like_the_python_literal_dump(tmp_path):
+    reviews, literal_meta = write_amazon_reviews(tmp_path)
+    json_meta = tmp_path / "meta.json.gz"
+    with gzip.open(json_meta, "wt") as f:  # 2018 layout: strict JSON, a flat `category` list
+        for line in literal_meta.read_text().splitlines():
+            record = ast.literal_eval(line)
+            record["category"] = record.pop("categories")[0]
+            f.write(json.dumps(record) + "\n")
+    literal, strict = parse_amazon_reviews(reviews, literal_meta), parse_amazon_reviews(reviews, json_meta)
+    assert strict.items.to_dict("records") == literal.items.to_dict("records")
+    assert strict.interactions.equals(literal.interactions)
+
+
+def test_a_sequence_line_without_items_is_named(tmp_path):
+    sequences, titles = write_amazon_sequences(tmp_path)
+    sequences.write_text("U1 A1 A2\n   \nU2 A3\t A4\nU3\nU4 A1 A2\n")
+    with pytest.raises(DataFormatError, match=r"user_sequence.txt:4: expected 'user item1 item2 ...', got 'U3'"):
+        parse_amazon_sequences(sequences, titles)
+    sequences.write_text("U1 A1 A2\n   \nU2 A3\t A4\n")  # blank lines and mixed whitespace are fine
+    log = parse_amazon_sequences(sequences, titles)
+    assert log.interactions.values.tolist() == [["U1", "A1", 0], ["U1", "A2", 1], ["U2", "A3", 0], ["U2", "A4", 1]]
 
 
 def test_amazon_bad_json_line_is_named(tmp_path):

@@ -231,37 +231,121 @@ def _clean_title(title: object) -> str:
     return re.sub(r"\s+", " ", html.unescape(title)).strip()
 
 
+def _read_json_lines(path: Path, columns: list[str]) -> pd.DataFrame | None:
+    """JSON lines (gzipped or not) through pyarrow's reader; ``None`` where it cannot (not strict JSON, such as
+    the 2014 metadata dumps' Python literals, or a record without a column), so the caller reads line by line."""
+    import pyarrow.json as pajson
+
+    try:
+        table = pajson.read_json(path)
+    except pa.ArrowInvalid:
+        return None
+    if not set(columns) <= set(table.column_names):
+        return None
+    table = table.select(columns)
+    if any(table.column(c).null_count for c in columns):
+        return None
+    return table.to_pandas()
+
+
+def _json_records(path: Path) -> Iterator[tuple[int, dict]]:
+    for lineno, line in enumerate(_open_text(path), start=1):
+        if line.strip():
+            yield lineno, _parse_record(line, path, lineno)
+
+
+def _read_reviews(path: Path) -> pd.DataFrame:
+    columns = ["reviewerID", "asin", "unixReviewTime"]
+    frame = _read_json_lines(path, columns)
+    if frame is None or not pd.api.types.is_integer_dtype(frame["unixReviewTime"]):
+        rows = []
+        for lineno, record in _json_records(path):
+            try:
+                rows.append((record["reviewerID"], record["asin"], int(record["unixReviewTime"])))
+            except (KeyError, TypeError, ValueError) as err:
+                raise DataFormatError(f"{path}:{lineno}: needs reviewerID, asin, unixReviewTime ({err!r})") from err
+        frame = pd.DataFrame(rows, columns=columns)
+    return frame.set_axis(["user_id", "item_id", "order"], axis=1).astype({"user_id": str, "item_id": str})
+
+
+def _read_metadata(path: Path) -> pd.DataFrame:
+    """``asin``, ``title``, ``brand`` and ``categories`` (2014: a list of category paths) or ``category`` (2018)."""
+    import pyarrow.json as pajson
+
+    try:
+        table = pajson.read_json(path)
+        records = table.to_pandas().to_dict("records") if "asin" in table.column_names else None
+        if records is not None and table.column("asin").null_count:
+            records = None
+    except pa.ArrowInvalid:
+        records = None
+    numbered = enumerate(records, start=1) if records is not None else _json_records(path)
+    items = []
+    for lineno, record in numbered:
+        if not isinstance(record.get("asin"), str):
+            raise DataFormatError(f"{path}:{lineno}: metadata record without 'asin'")
+        categories = _listed(record.get("categories")) or _listed(record.get("category"))
+        if categories and isinstance(categories[0], list):
+            categories = list(dict.fromkeys(c for category_path in categories for c in category_path))
+        title, brand = _clean_title(record.get("title")), _clean_title(record.get("brand"))
+        items.append((record["asin"], title, list(categories), item_text(title, list(categories), brand)))
+    return pd.DataFrame(items, columns=["item_id", "title", "categories", "text"]).drop_duplicates("item_id")
+
+
+def _listed(value) -> list:
+    """A metadata list field as a Python list (pyarrow gives arrays, JSON gives lists, absent is ``None``)."""
+    if value is None or isinstance(value, float):
+        return []
+    return [_listed(v) if not isinstance(v, str) else v for v in value]
+
+
 def parse_amazon_reviews(reviews_file: str | Path, meta_file: str | Path, name: str = "amazon") -> InteractionLog:
     """Amazon 5-core review dump (JSON lines, optionally gzipped) plus its metadata file.
 
     Reviews need ``reviewerID``, ``asin`` and ``unixReviewTime``; metadata rows give ``title``,
-    ``brand`` and ``categories`` (2014 dumps) or ``category`` (2018 dumps).
+    ``brand`` and ``categories`` (2014 dumps) or ``category`` (2018 dumps). Both are read by pyarrow's JSON
+    reader; a file it rejects (the 2014 metadata are Python literals) is read line by line, which also
+    names the first bad line.
     """
     reviews_path, meta_path = require_file(reviews_file), require_file(meta_file)
+    return InteractionLog(_read_reviews(reviews_path), _read_metadata(meta_path), "time", name)
+
+
+def _read_sequences(path: Path) -> pd.DataFrame:
+    """``user item1 item2 ...`` lines into (user, item, position) columns with pyarrow's string kernels; a line
+    without an item sends the file to the line-by-line reading, which names it."""
+    import pyarrow.compute as pc
+
+    lines = pacsv.read_csv(
+        path,
+        read_options=pacsv.ReadOptions(column_names=["line"]),
+        parse_options=pacsv.ParseOptions(delimiter=_UNIT_SEPARATOR, quote_char=False),
+        convert_options=pacsv.ConvertOptions(column_types={"line": pa.string()}),
+    ).column("line")
+    tokens = pc.split_pattern_regex(pc.utf8_trim_whitespace(lines), r"\s+")
+    if len(tokens) == 0 or pc.min(pc.list_value_length(tokens)).as_py() < 2:
+        return _read_sequences_by_line(path)
+    items = pc.list_slice(tokens, 1).combine_chunks()
+    parents = pc.list_parent_indices(items).to_numpy()
+    starts = items.offsets.to_numpy()[:-1]
+    positions = np.arange(len(parents)) - (starts - starts[0])[parents]
+    users = pc.list_element(tokens, 0).combine_chunks().take(pa.array(parents))
+    return pd.DataFrame({"user_id": users.to_pandas(), "item_id": pc.list_flatten(items).to_pandas(),
+                         "order": positions})  # fmt: skip
+
+
+def _read_sequences_by_line(path: Path) -> pd.DataFrame:
     rows = []
-    for lineno, line in enumerate(_open_text(reviews_path), start=1):
-        if not line.strip():
+    for lineno, line in enumerate(_open_text(path), start=1):
+        fields = line.split()
+        if not fields:
             continue
-        record = _parse_record(line, reviews_path, lineno)
-        try:
-            rows.append((record["reviewerID"], record["asin"], int(record["unixReviewTime"])))
-        except (KeyError, TypeError, ValueError) as err:
-            raise DataFormatError(f"{reviews_path}:{lineno}: needs reviewerID, asin, unixReviewTime ({err!r})") from err
-    interactions = pd.DataFrame(rows, columns=["user_id", "item_id", "order"])
-    items = []
-    for lineno, line in enumerate(_open_text(meta_path), start=1):
-        if not line.strip():
-            continue
-        record = _parse_record(line, meta_path, lineno)
-        if "asin" not in record:
-            raise DataFormatError(f"{meta_path}:{lineno}: metadata record without 'asin'")
-        categories = record.get("categories") or record.get("category") or []
-        if categories and isinstance(categories[0], list):
-            categories = list(dict.fromkeys(c for path in categories for c in path))
-        title, brand = _clean_title(record.get("title")), _clean_title(record.get("brand"))
-        items.append((record["asin"], title, list(categories), item_text(title, list(categories), brand)))
-    item_table = pd.DataFrame(items, columns=["item_id", "title", "categories", "text"]).drop_duplicates("item_id")
-    return InteractionLog(interactions, item_table, "time", name)
+        if len(fields) < 2:
+            raise DataFormatError(f"{path}:{lineno}: expected 'user item1 item2 ...', got {line.strip()[:80]!r}")
+        rows.extend((fields[0], item, position) for position, item in enumerate(fields[1:]))
+    if not rows:
+        raise DataFormatError(f"{path}: file is empty")
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "order"])
 
 
 def parse_amazon_sequences(sequence_file: str | Path, titles_file: str | Path, name: str = "amazon") -> InteractionLog:
@@ -271,17 +355,7 @@ def parse_amazon_sequences(sequence_file: str | Path, titles_file: str | Path, n
     preprocessing of the Amazon 5-core data. There are no timestamps; the order within a line is used.
     """
     sequence_path, titles_path = require_file(sequence_file), require_file(titles_file)
-    rows = []
-    for lineno, line in enumerate(_open_text(sequence_path), start=1):
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) < 2:
-            raise DataFormatError(
-                f"{sequence_path}:{lineno}: expected 'user item1 item2 ...', got {line.strip()[:80]!r}"
-            )
-        rows.extend((fields[0], item, position) for position, item in enumerate(fields[1:]))
-    interactions = pd.DataFrame(rows, columns=["user_id", "item_id", "order"])
+    interactions = _read_sequences(sequence_path)
     titles = pd.read_csv(titles_path, sep="\t", dtype=str, keep_default_na=False, quoting=3)
     titles = titles.rename(columns={"asin": "item_id"})
     if not {"item_id", "title"} <= set(titles.columns):
