@@ -135,6 +135,7 @@ def run(args) -> list[dict]:
                     )
                     rows.append(row)
                     print(json.dumps(row), flush=True)
+            merge(rows)  # each model's rows land as its fit ends: a stopped run keeps what finished
     return rows
 
 
@@ -220,9 +221,8 @@ def main() -> None:
     if args.part == "run":
         if not args.data:
             parser.error("--data is required to run")
-        rows = merge(run(args))
-    else:
-        rows = json.loads(results_file().read_text())
+        run(args)
+    rows = json.loads(results_file().read_text())
     print(markdown_table(summarise(rows), ["dataset", "model", "test", "seeds", "NDCG@10", "NDCG@10 sd"]))
     plot(rows, results_dir() / "cold_start.png")
     print(f"wrote {results_file()} and {results_dir() / 'cold_start.png'}")
