@@ -299,10 +299,70 @@ def plot(out: Path) -> Path:
     return path
 
 
+RECALL_KS = (5, 10, 20, 40)
+
+
+def gpt4rec_users(data: str, count: int = 500) -> list[str]:
+    """Raw ids of the GPT4Rec benchmark's Beauty test users: the first ``count`` of its data module."""
+    from benchmarks.gpt4rec import build_datamodule as gpt4rec_datamodule
+    from benchmarks.gpt4rec import user_batches
+
+    settings = argparse.Namespace(dataset="beauty", data=data, batch_size=64, eval_batch_size=100, seed=42)
+    dm = gpt4rec_datamodule(settings)
+    users = torch.cat([batch["user"] for batch in user_batches(dm.test_dataloader(), count)])
+    return [dm.user_ids[user] for user in users.tolist()]
+
+
+def recall_table(args, run_folders: list[Path]) -> list[dict[str, Any]]:
+    """Recall@5/10/20/40 of every fast fit with a best checkpoint in ``run_folders``, on the GPT4Rec benchmark's
+    500 Beauty test users (re-tested from the checkpoint) beside all users (the row's own test), then the
+    GPT4Rec rows (best GPT4Rec and BM25 on history, 500 users) from ``benchmarks/results/gpt4rec.json``."""
+    users = gpt4rec_users(args.data)
+    table = []
+    for folder in run_folders:
+        for row in read_rows(folder / "sequential.json"):
+            if row["dataset"] != "beauty" or row.get("strategy") == "hybrid":
+                continue  # the hybrid's checkpoint needs its dynamic set-up; its cached fit is in the table
+            backbone = row["backbone"] if row["backbone"] != "none" else args.backbone
+            settings = argparse.Namespace(**{**vars(args), "out": str(folder), "dim": row["dim"] or args.dim,
+                                             "strategy": row["strategy"] or "fast", "loss": row["loss"] or args.loss,
+                                             "backbone": backbone})  # fmt: skip
+            best = checkpoint_dir(settings, run_identity(row["model"], row["seed"], settings)) / "best.ckpt"
+            is_text = row["model"] in TEXT_SEQUENCE_MODELS
+            entry = {"model": row["model"], "backbone": row["backbone"], "seed": row["seed"], "loss": row["loss"],
+                     "epochs": row["epochs"], "best_epoch": row["best_epoch"], "all_users": row["test_users"],
+                     **{f"Recall@{k} (all)": row.get(f"Recall@{k}") for k in RECALL_KS}}  # fmt: skip
+            if best.exists():
+                L.seed_everything(row["seed"])
+                dm = build_datamodule(settings, sequences=row["model"] in SEQUENCE_MODELS or is_text, seed=row["seed"])
+                dm.eval_user_ids = users
+                model = build_model(row["model"], dm, settings)
+                callbacks = [MetadataCacheCallback(cache_dir=args.cache_dir, switch_at_epoch=None)] if is_text else []
+                metrics = quiet_trainer(callbacks=callbacks).test(model, datamodule=dm, ckpt_path=str(best),
+                                                                  verbose=False)[0]  # fmt: skip
+                entry.update(
+                    {f"Recall@{k} (500)": round(float(metrics[f"test/full/Recall@{k}"]), 4) for k in RECALL_KS}
+                )
+            table.append(entry)
+            print(json.dumps(entry), flush=True)
+    return table + gpt4rec_rows()
+
+
+def gpt4rec_rows() -> list[dict[str, Any]]:
+    """BM25 on the history and the best GPT4Rec row (by Recall@10) of the committed GPT4Rec results on Beauty."""
+    rows = [r for r in read_rows(RESULTS_DIR / "gpt4rec.json") if r["dataset"] == "beauty" and r["test_users"] == 500]
+    picked = [max((r for r in rows if r["model"].startswith("GPT4Rec")), key=lambda r: r["Recall@10"]),
+              next(r for r in rows if r["model"].startswith("BM25"))]  # fmt: skip
+    return [{"model": r["model"], "backbone": r["backbone"], "seed": r.get("seed"), "all_users": None,
+             **{f"Recall@{k} (500)": r[f"Recall@{k}"] for k in RECALL_KS}} for r in picked]  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", nargs="?", choices=["run", "plot", "headline"], default="run",
-                        help="run the fits; plot the validation curves of --out; print the headline table")  # fmt: skip
+    parser.add_argument("command", nargs="?", choices=["run", "plot", "headline", "recall-table"], default="run",
+                        help="run the fits; plot the validation curves of --out; print the headline table; "
+                             "Recall@5-40 of checkpoints on GPT4Rec's 500 Beauty users and on all")  # fmt: skip
+    parser.add_argument("--runs", help="recall-table: comma-separated run folders with checkpoints (default: --out)")
     parser.add_argument("--dataset", choices=["beauty", "ml-100k"], default="beauty")
     parser.add_argument("--data", help="folder of the dataset's files")
     parser.add_argument("--models", default="ItemPop,FM-BPR,YouTubeDNN,ContentRec,SASRec,BERT4Rec")
@@ -341,6 +401,13 @@ def main() -> None:
         return
     if not args.data:
         parser.error("--data is required: the folder of the dataset's files")
+    if args.command == "recall-table":
+        table = recall_table(args, [Path(folder) for folder in (args.runs or args.out).split(",")])
+        (out / "recall_table.json").write_text(json.dumps(table, indent=1) + "\n")
+        columns = ["model", "backbone", "seed"] + [f"Recall@{k} ({users})" for users in (500, "all") for k in RECALL_KS]
+        print(markdown_table(table, columns))
+        print(f"wrote {out / 'recall_table.json'}")
+        return
 
     path = out / "sequential.json"
     finished = {row_key(r) for r in read_rows(path)}

@@ -56,7 +56,7 @@ class MovieLens1MDataModule(InteractionDataModule):
         self.download, self.url = download, url
         self.min_rating = min_rating
 
-    def prepare_data(self) -> None:
+    def fetch(self) -> None:
         if not self.download or (self.data_dir / "ratings.dat").is_file():
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -74,5 +74,4 @@ class MovieLens1MDataModule(InteractionDataModule):
                 (self.data_dir / member).write_bytes(zipped.read(f"ml-1m/{member}"))
 
     def load_log(self) -> InteractionLog:
-        self.prepare_data()  # the sizes are read before Lightning calls prepare_data (CLI links, scripts)
         return parse_movielens_1m(self.data_dir, self.ratings_file, self.min_rating)

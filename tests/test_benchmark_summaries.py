@@ -1,5 +1,6 @@
 """Benchmarks: mean rows over every seed, and the cold-start protocol end to end on the embedded data."""
 
+import json
 from argparse import Namespace
 
 from benchmarks.gpt2_movielens import summarise
@@ -32,13 +33,16 @@ def test_a_field_missing_from_one_seed_gets_no_mean_over_the_others():
 
 
 def test_the_cold_start_benchmark_runs_end_to_end_and_separates_the_catalog_pass(tmp_path):
-    from benchmarks.cold_start import run
+    from benchmarks.cold_start import results_file, run
+    from benchmarks.common import use_output_dir
     from lightning_rec.data.synthetic import EMBEDDED_DIR
 
     args = Namespace(dataset="ml-1m", data=str(EMBEDDED_DIR), seeds="0", epochs=1, cold_fraction=0.2,
                      eval_negatives=20, backbone="tiny-gpt2", models="ItemPop,GPT2Recommender,SASRec,TextSASRec-text",
-                     cache_dir=str(tmp_path))  # fmt: skip
+                     cache_dir=str(tmp_path), out=str(tmp_path / "out"), publish=False)  # fmt: skip
+    use_output_dir(args)
     rows = run(args)
+    assert json.loads(results_file().read_text()) == rows  # each model's rows were written as its fit ended
     by_model = {}
     for row in rows:
         by_model.setdefault(row["model"], []).append(row)

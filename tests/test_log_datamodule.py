@@ -55,6 +55,15 @@ def test_parquet_and_dataframes_read_the_same_as_csv(tmp_path):
         assert dm.item_texts == own_log().item_texts
 
 
+def test_a_folder_of_parquet_parts_reads_as_one_log(tmp_path):
+    interactions = pd.read_csv(OWN_LOG_DIR / "interactions.csv")
+    (tmp_path / "log").mkdir()
+    for part, rows in enumerate((interactions.iloc[:1000], interactions.iloc[1000:])):  # as Spark writes it
+        rows.to_parquet(tmp_path / "log" / f"part-{part:05d}.parquet")
+    dm = LogDataModule(tmp_path / "log", OWN_LOG_DIR / "items.csv", **COLUMNS)
+    assert torch.equal(dm.data.train_items, own_log().data.train_items)
+
+
 def test_a_tsv_with_numeric_ids_and_text_columns(tmp_path):
     (tmp_path / "log.tsv").write_text("u\ti\tts\n1\t10\t5\n1\t11\t3\n1\t12\t9\n2\t10\t1\n2\t12\t2\n2\t11\t3\n")
     (tmp_path / "items.tsv").write_text("i\tname\tbrand\tblurb\n10\tSoap\tAcme\tsmells nice\n11\tComb\t\tplastic\n")
@@ -62,8 +71,15 @@ def test_a_tsv_with_numeric_ids_and_text_columns(tmp_path):
                                   time_column="ts", title_column="name", brand_column="brand",
                                   text_columns=["blurb"])  # fmt: skip
     texts = dict(zip(log.items["item_id"], log.items["text"]))
-    assert texts == {"10": "Soap | Acme | smells nice", "11": "Comb | plastic"}
+    assert texts == {10: "Soap | Acme | smells nice", 11: "Comb | plastic"}  # numeric ids stay int64
+    assert log.interactions["item_id"].dtype == "int64" and log.interactions["user_id"].dtype == "int64"
     assert log.interactions["order"].tolist() == [5, 3, 9, 1, 2, 3]
+    # Numbers in the log, text in the item table: both become strings, so "10" still finds its title.
+    (tmp_path / "items.tsv").write_text("i\tname\nx10\tNothing\n10\tSoap\n")
+    log = parse_interaction_table(tmp_path / "log.tsv", tmp_path / "items.tsv", user_column="u", item_column="i",
+                                  time_column="ts", title_column="name")  # fmt: skip
+    assert dict(zip(log.items["item_id"], log.items["title"]))["10"] == "Soap"
+    assert set(log.interactions["item_id"]) == {"10", "11", "12"}
 
 
 def test_missing_column_names_the_file_and_the_columns_it_has():

@@ -7,7 +7,7 @@ import torch
 from lightning_rec.data.interactions import encode
 from lightning_rec.data.splits import deduplicate, drop_short_users, keep_latest, leave_one_out
 from lightning_rec.data.tables import DataFormatError
-from lightning_rec.data_modules import AmazonDataModule
+from lightning_rec.data_modules import AmazonDataModule, MovieLens1MDataModule
 
 
 def frame(rows):
@@ -101,3 +101,16 @@ def test_keep_latest_history_items(tmp_path, caplog):
 def test_keep_latest_needs_an_order():
     with pytest.raises(ValueError, match="needs time-ordered"):
         keep_latest(frame([("u", "a", 0)]), "none", 15)
+
+
+def test_eval_user_ids_restrict_validation_and_test_to_those_users():
+    everyone = MovieLens1MDataModule(eval_protocols=["sampled"], prepared_dir=None)
+    chosen = everyone.user_ids[10:20:3]
+    some = MovieLens1MDataModule(eval_protocols=["sampled"], prepared_dir=None, eval_user_ids=chosen)
+    for loader in ("val_dataloader", "test_dataloader"):
+        (batch,) = list(getattr(some, loader)())
+        assert [some.user_ids[u] for u in batch["user"]] == chosen
+        full = {int(u): row for b in getattr(everyone, loader)() for u, row in zip(b["user"], b["candidate_items"])}
+        assert all(torch.equal(full[int(u)][:1], row[:1]) for u, row in zip(batch["user"], batch["candidate_items"]))
+    with pytest.raises(ValueError, match="eval_user_ids: 1 ids are not users of this data"):
+        MovieLens1MDataModule(eval_user_ids=["nobody"], prepared_dir=None).test_dataloader()

@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import logging
 from functools import cached_property
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import lightning as L
 import pandas as pd
@@ -44,6 +45,7 @@ from lightning_rec.data.negatives import (
     sample_distinct_negatives,
     sample_negatives,
 )
+from lightning_rec.data.prepared import load_prepared, preparation_key, recorded_logs, save_prepared
 from lightning_rec.data.splits import drop_short_users, hold_out_items, latest_per_user, leave_one_out
 from lightning_rec.data.tables import InteractionLog
 
@@ -53,6 +55,13 @@ EvalProtocol = Literal["sampled", "full"]
 TrainMode = Literal["pairs", "sequences"]
 ColdRanking = Literal["all", "cold"]
 TestOn = Literal["warm", "cold"]
+
+#: Options that shape only the loaders, not the prepared arrays (changing them reuses the prepared data).
+LOADER_OPTIONS = frozenset({
+    "batch_size", "eval_batch_size", "num_negatives", "num_eval_negatives", "eval_protocols", "history_length",
+    "train_mode", "cold_ranking", "test_on", "eval_user_ids", "prepared_dir", "trainer", "prepare_data_per_node",
+    "allow_zero_length_dataloader_with_multiple_devices",
+})  # fmt: skip
 
 
 class InteractionDataModule(L.LightningDataModule):
@@ -83,6 +92,12 @@ class InteractionDataModule(L.LightningDataModule):
         test_on: ``warm`` (the leave-one-out test on warm items) or ``cold`` (each user's latest
             interaction with a cold item, seeded random where the log has no order, after all of the
             user's warm interactions as history; users without one are not tested).
+        eval_user_ids: validate and test only these users (raw ids, as in the files), for example a fixed
+            sample shared with a model too slow to rank every user; ``None`` evaluates everyone.
+        prepared_dir: where the parsed, split and encoded arrays are kept, one folder per input files'
+            identity (path, size, modification time) and split options; every later fit (and every DDP
+            process) memory-maps them instead of parsing. ``None`` parses every time. In-memory inputs (a
+            DataFrame) are never kept.
     """
 
     def __init__(
@@ -99,6 +114,8 @@ class InteractionDataModule(L.LightningDataModule):
         cold_item_fraction: float = 0.0,
         cold_ranking: ColdRanking = "all",
         test_on: TestOn = "warm",
+        eval_user_ids: list[str] | None = None,
+        prepared_dir: str | None = ".cache/lightning_rec/prepared",
     ) -> None:
         super().__init__()
         for name, value, least in (
@@ -136,11 +153,16 @@ class InteractionDataModule(L.LightningDataModule):
         self.cold_item_fraction = float(cold_item_fraction)
         self.cold_ranking = cold_ranking
         self.test_on = test_on
+        self.eval_user_ids = eval_user_ids
+        self.prepared_dir = prepared_dir
 
     # ------------------------------------------------------------------ what subclasses provide
     def load_log(self) -> InteractionLog:
         """Parses the dataset files into raw-id tables."""
         raise NotImplementedError
+
+    def fetch(self) -> None:
+        """Brings input files that are missing (a download); runs before anything is read. Default: nothing."""
 
     def preprocess(self, interaction_log: InteractionLog) -> InteractionLog:
         """Dataset-specific filtering before the split; the default keeps everything."""
@@ -149,7 +171,20 @@ class InteractionDataModule(L.LightningDataModule):
     # ------------------------------------------------------------------ the encoded data
     @cached_property
     def data(self) -> EncodedInteractions:
-        """Parsed, split and encoded on first use, so the CLI can link sizes before ``setup``."""
+        """Parsed, split and encoded on first use, so the CLI can link sizes before ``setup``; read from
+        :attr:`prepared_folder` when an earlier run (or rank 0 of this one) prepared it."""
+        self.fetch()
+        folder = self.prepared_folder
+        data = load_prepared(folder) if folder is not None else None
+        if data is not None:
+            return data
+        with recorded_logs() as records:
+            data = self._parse_and_split()
+        if folder is not None:
+            save_prepared(data, folder, records)
+        return data
+
+    def _parse_and_split(self) -> EncodedInteractions:
         parsed = self.preprocess(self.load_log())
         interactions, cold, cold_test = parsed.interactions, None, None
         if self.cold_item_fraction:
@@ -165,6 +200,32 @@ class InteractionDataModule(L.LightningDataModule):
             parsed.name, data.num_users, data.num_items, len(data.train_items), parsed.ordering,
         )  # fmt: skip
         return data
+
+    def preparation_options(self) -> dict[str, Any] | None:
+        """What the prepared arrays depend on: every option of this module (and of a subclass) except those
+        that shape only the loaders; ``None`` (nothing is kept) if one is not plain data, such as a DataFrame."""
+        options = {}
+        for name, value in vars(self).items():
+            if name.startswith("_") or name in LOADER_OPTIONS or isinstance(getattr(type(self), name, None),
+                                                                           cached_property):  # fmt: skip
+                continue
+            if not _plain(value):
+                return None
+            options[name] = value
+        return options
+
+    @property
+    def prepared_folder(self) -> Path | None:
+        """The folder of this data's prepared arrays, or ``None`` where they are not kept."""
+        options = self.preparation_options() if self.prepared_dir else None
+        if options is None:
+            return None
+        return Path(self.prepared_dir) / preparation_key(f"{type(self).__module__}.{type(self).__name__}", options)
+
+    def prepare_data(self) -> None:
+        """Rank 0 of each node fetches, parses and writes the prepared arrays before the other processes
+        read them in ``setup``."""
+        self.data  # noqa: B018
 
     @property
     def num_users(self) -> int:
@@ -291,7 +352,7 @@ class InteractionDataModule(L.LightningDataModule):
             (data.val_items, data.val_unrankable) if stage == "validate" else (data.test_items, data.test_unrankable)
         )
         # Users whose held-out item never occurs in training stay in, with target -1: they count as misses.
-        users = torch.nonzero((targets >= 0) | unrankable).squeeze(1)
+        users = torch.nonzero(((targets >= 0) | unrankable) & self._evaluated_users()).squeeze(1)
         columns = {"user": users, "target_item": targets[users]}
         if "sampled" in self.eval_protocols:
             seed = self.seed + (1 if stage == "validate" else 2)
@@ -299,6 +360,23 @@ class InteractionDataModule(L.LightningDataModule):
             columns["candidate_items"] = torch.cat([targets[users].unsqueeze(1), negatives], dim=1)
         known = csr(*self.data.history(stage), self.num_users)
         return self._user_loader(columns, known, "full" in self.eval_protocols, always_masked=self.cold_items_mask)
+
+    def _evaluated_users(self) -> Tensor:
+        """``[num_users]`` True for the users :attr:`eval_user_ids` names (everyone without it)."""
+        if self.eval_user_ids is None:
+            return torch.ones(self.num_users, dtype=torch.bool)
+        ids = pd.Index(self.data.user_ids)
+        wanted = pd.Index(self.eval_user_ids).astype(ids.dtype) if len(self.eval_user_ids) else pd.Index([])
+        positions = ids.get_indexer(wanted)
+        if (positions < 0).any():
+            unknown = list(wanted[positions < 0][:5])
+            raise ValueError(
+                f"eval_user_ids: {int((positions < 0).sum())} ids are not users of this data "
+                f"(e.g. {unknown}): use the raw ids of the files, of users with 3 or more interactions"
+            )
+        evaluated = torch.zeros(self.num_users, dtype=torch.bool)
+        evaluated[torch.as_tensor(positions)] = True
+        return evaluated
 
     def _eval_negatives(
         self, users: Tensor, exclude: InteractionSet, seed: int, offset: int = 0, pool: str = "items"
@@ -317,7 +395,7 @@ class InteractionDataModule(L.LightningDataModule):
     def _cold_test_loader(self) -> DataLoader:
         """Each user's cold test item, ranked against all items or the cold ones (``cold_ranking``)."""
         data, warm = self.data, self.num_warm_items
-        users = torch.nonzero(data.cold_test_items >= 0).squeeze(1)
+        users = torch.nonzero((data.cold_test_items >= 0) & self._evaluated_users()).squeeze(1)
         targets = data.cold_test_items[users]
         columns = {"user": users, "target_item": targets}
         # Every warm interaction (train, validation, test) is known when cold items are tested: the
@@ -381,3 +459,14 @@ class InteractionDataModule(L.LightningDataModule):
         # Cold start: the user's cold items are known too, so they are never recommended again.
         known = csr(torch.cat([users, data.cold_users]), torch.cat([items, data.cold_items]), self.num_users)
         return self._user_loader({"user": torch.arange(self.num_users)}, known, mask_known=True, history=history)
+
+
+def _plain(value: Any) -> bool:
+    """Data a key can describe: numbers, strings, paths, and lists or dicts of them."""
+    if value is None or isinstance(value, (bool, int, float, str, Path)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(map(_plain, value))
+    if isinstance(value, dict):
+        return all(isinstance(key, str) and _plain(item) for key, item in value.items())
+    return False

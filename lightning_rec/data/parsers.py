@@ -385,13 +385,16 @@ def read_table(source, columns: list[str], what: str) -> pd.DataFrame:
     if isinstance(source, pd.DataFrame):
         _require_columns(list(source.columns), columns, f"{what} DataFrame")
         return source[columns].reset_index(drop=True)
-    path = require_file(source)
+    path = Path(source)
+    parquet_folder = path.is_dir()  # a folder of Parquet parts, as Spark and Polars write them
+    if not parquet_folder:
+        require_file(path)
     suffixes = "".join(path.suffixes[-2:]).lower()
     try:
-        if path.suffix.lower() in _PARQUET_SUFFIXES:
+        if parquet_folder or path.suffix.lower() in _PARQUET_SUFFIXES:
             import pyarrow.parquet as pq
 
-            available = pq.read_schema(path).names
+            available = pq.ParquetDataset(path).schema.names
             _require_columns(available, columns, str(path))
             table = pq.read_table(path, columns=columns)
         else:
@@ -441,12 +444,19 @@ def _drop_missing(frame: pd.DataFrame, columns: list[str], where: str) -> pd.Dat
     return frame
 
 
-def _as_ids(values: pd.Series) -> pd.Series:
-    """Raw ids as strings, so ``7`` in the log and ``7`` in the item table (or ``7.0`` from a float
+def _whole_numbers(values: pd.Series) -> bool:
+    if pd.api.types.is_integer_dtype(values):
+        return True
+    return pd.api.types.is_float_dtype(values) and bool((values == np.floor(values)).all())
+
+
+def _as_ids(values: pd.Series, as_text: bool) -> pd.Series:
+    """Raw ids as int64 (no Python object per row: what keeps a 100M-row log in memory) or, where either table
+    has non-numeric ids, as strings, so ``7`` in the log and ``7`` in the item table (or ``7.0`` from a float
     column that had gaps) name the same item."""
-    if pd.api.types.is_float_dtype(values) and bool((values == np.floor(values)).all()):
+    if _whole_numbers(values):
         values = values.astype(np.int64)
-    return values.astype(str)
+    return values.astype(str) if as_text else values
 
 
 def parse_interaction_table(
@@ -483,7 +493,8 @@ def parse_interaction_table(
                           where)  # fmt: skip
     if frame.empty:
         raise DataFormatError(f"{where}: no interactions")
-    table = pd.DataFrame({"user_id": _as_ids(frame[user_column]), "item_id": _as_ids(frame[item_column])})
+    table = pd.DataFrame({"user_id": _as_ids(frame[user_column], not _whole_numbers(frame[user_column])),
+                          "item_id": frame[item_column]})  # fmt: skip
     table["order"] = _order_values(frame[order], order, where) if order else 0
     if rating_column:
         table["rating"] = numeric_column(frame[rating_column].reset_index(drop=True), rating_column,
@@ -499,6 +510,9 @@ def parse_interaction_table(
         items, table["item_id"], item_id_column or item_column, title_column, categories_column,
         categories_separator, brand_column, text_columns or [], name,
     )  # fmt: skip
+    as_text = not (_whole_numbers(table["item_id"]) and _whole_numbers(item_table["item_id"]))
+    table["item_id"] = _as_ids(table["item_id"], as_text)
+    item_table["item_id"] = _as_ids(item_table["item_id"], as_text)
     return InteractionLog(table.reset_index(drop=True), item_table, ordering, name)  # type: ignore[arg-type]
 
 
@@ -525,7 +539,7 @@ def _item_table(
         for title, cats, brand, *extra in zip(strings[title_column], categories, brands,
                                                *(strings[c] for c in text_columns))
     ]  # fmt: skip
-    table = pd.DataFrame({"item_id": _as_ids(frame[id_column]), "title": strings[title_column].to_numpy(),
+    table = pd.DataFrame({"item_id": frame[id_column].to_numpy(), "title": strings[title_column].to_numpy(),
                           "categories": categories, "text": texts})  # fmt: skip
     duplicated = table["item_id"].duplicated()
     if duplicated.any():

@@ -113,6 +113,60 @@ def write_own_log(out_dir: str | Path, source_dir: str | Path = EMBEDDED_DIR, nu
     movies.to_csv(out / "items.csv", index=False)
 
 
+#: MovieLens-shaped catalogs by log size (interactions: users, items), from ML-1M, ML-10M/20M and Netflix-like logs;
+#: sizes in between are interpolated on a log scale.
+SCALE_ANCHORS = {1_000_000: (6_000, 3_700), 5_000_000: (35_000, 15_000), 20_000_000: (140_000, 27_000),
+                 100_000_000: (700_000, 50_000)}  # fmt: skip
+
+
+def catalog_shape(num_interactions: int) -> tuple[int, int]:
+    """``(users, items)`` of a MovieLens-shaped log with ``num_interactions`` rows (:data:`SCALE_ANCHORS`)."""
+    sizes = sorted(SCALE_ANCHORS)
+    where = np.log(num_interactions)
+
+    def interpolate(column: int) -> int:
+        values = np.log([SCALE_ANCHORS[size][column] for size in sizes])
+        return int(round(float(np.exp(np.interp(where, np.log(sizes), values)))))
+
+    return interpolate(0), interpolate(1)
+
+
+def synthetic_log(num_interactions: int, seed: int = 0) -> tuple:
+    """A MovieLens-shaped implicit log of about ``num_interactions`` rows, seeded: log-normal user activity,
+    Zipf item popularity, integer timestamps. Returns ``(interactions, items)`` DataFrames with columns
+    ``user_id, item_id, rating, timestamp`` and ``item_id, title`` (integer ids, 8 bytes a value: a 100M-row log
+    is 2.5 GB)."""
+    import pandas as pd
+
+    users, items = catalog_shape(num_interactions)
+    rng = np.random.default_rng(seed)
+    activity = rng.lognormal(0.0, 1.0, users)
+    per_user = np.maximum(3, np.round(activity / activity.sum() * num_interactions)).astype(np.int64)
+    per_user = np.minimum(per_user, items // 2)
+    user_column = np.repeat(np.arange(1, users + 1, dtype=np.int64), per_user)
+    popularity = 1.0 / np.arange(1, items + 1) ** 0.9
+    item_column = rng.choice(np.arange(1, items + 1, dtype=np.int64), size=len(user_column),
+                             p=popularity / popularity.sum())  # fmt: skip
+    timestamps = rng.integers(956_703_932, 1_046_454_590, size=len(user_column), dtype=np.int64)
+    ratings = rng.integers(1, 6, size=len(user_column), dtype=np.int8)
+    interactions = pd.DataFrame({"user_id": user_column, "item_id": item_column, "rating": ratings,
+                                 "timestamp": timestamps})  # fmt: skip
+    words = np.array([word for genre in GENRE_WORDS.values() for word in genre] + GENERIC_WORDS)
+    titles = [" ".join(words[rng.integers(len(words), size=3)]) for _ in range(items)]
+    return interactions, pd.DataFrame({"item_id": np.arange(1, items + 1), "title": titles})
+
+
+def write_synthetic_log(out_dir: str | Path, num_interactions: int, seed: int = 0) -> tuple[Path, Path]:
+    """:func:`synthetic_log` as ``interactions.parquet`` and ``items.parquet`` in ``out_dir`` (read them with
+    ``LogDataModule``); returns their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    interactions, items = synthetic_log(num_interactions, seed)
+    interactions.to_parquet(out / "interactions.parquet", index=False)
+    items.to_parquet(out / "items.parquet", index=False)
+    return out / "interactions.parquet", out / "items.parquet"
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--own-log"]:
         write_own_log(sys.argv[2] if len(sys.argv) > 2 else OWN_LOG_DIR)

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from lightning_rec.metrics import RankingMetrics
 from lightning_rec.nn.losses import RecommendationLoss, recommendation_loss
+from lightning_rec.nn.optim import adam
 
 Batch = dict[str, Tensor]
 PROTOCOL_KEYS = {"sampled": "candidate_items", "full": "seen_mask"}
@@ -143,7 +144,8 @@ class Recommender(L.LightningModule):
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay)
+        # Lazy Adam for embedding tables built with sparse gradients (``sparse_gradients=True``), Adam otherwise.
+        return adam(self, lr=self.learning_rate, weight_decay=self.weight_decay)
 
     # ------------------------------------------------------------------ exact resume
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -263,9 +265,10 @@ def check_per_item(values: Sequence | None, num_items: int, name: str, required:
         raise ValueError(f"got {count} {label} for {num_items} items (link data.{name} to the model)")
 
 
-def normal_embedding(count: int, dim: int, std: float = 0.01) -> nn.Embedding:
-    """An embedding table initialised from N(0, std^2), as NCF does."""
-    embedding = nn.Embedding(count, dim)
+def normal_embedding(count: int, dim: int, std: float = 0.01, sparse: bool = False) -> nn.Embedding:
+    """An embedding table initialised from N(0, std^2), as NCF does; ``sparse`` gives it sparse gradients
+    (the optimizer then updates only the rows a batch looked up)."""
+    embedding = nn.Embedding(count, dim, sparse=sparse)
     nn.init.normal_(embedding.weight, std=std)
     return embedding
 

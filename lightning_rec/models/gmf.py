@@ -13,10 +13,10 @@ from lightning_rec.nn.losses import RecommendationLoss
 class GMFBranch(nn.Module):
     """User and item embeddings combined by element-wise product: ``p_u * q_i``."""
 
-    def __init__(self, num_users: int, num_items: int, factor: int) -> None:
+    def __init__(self, num_users: int, num_items: int, factor: int, sparse: bool = False) -> None:
         super().__init__()
-        self.user_embedding = normal_embedding(num_users, factor)
-        self.item_embedding = normal_embedding(num_items, factor)
+        self.user_embedding = normal_embedding(num_users, factor, sparse=sparse)
+        self.item_embedding = normal_embedding(num_items, factor, sparse=sparse)
 
     def forward(self, users: Tensor, items: Tensor) -> Tensor:
         """``[B]`` users, ``[B, C]`` items -> ``[B, C, factor]``."""
@@ -35,6 +35,8 @@ class GMF(Recommender):
         weight_decay: Adam weight decay.
         top_k: evaluation cut-offs.
         predict_top_k: items returned per user by ``predict``.
+        sparse_gradients: sparse gradients for the ID tables, stepped by lazy Adam (only the rows a batch
+            looked up move): a step's cost follows the batch, not the catalog. Needs ``weight_decay`` 0.
 
     Example:
         >>> import torch
@@ -53,10 +55,11 @@ class GMF(Recommender):
         weight_decay: float = 0.0,
         top_k: Sequence[int] = (5, 10, 20),
         predict_top_k: int = 10,
+        sparse_gradients: bool = False,
     ) -> None:
         super().__init__(num_users, num_items, loss, learning_rate, weight_decay, top_k, predict_top_k)
         self.save_hyperparameters()
-        self.branch = GMFBranch(num_users, num_items, factor)
+        self.branch = GMFBranch(num_users, num_items, factor, sparse_gradients)
         self.output = nn.Linear(factor, 1)
 
     def item_id_parameters(self) -> list[nn.Parameter]:

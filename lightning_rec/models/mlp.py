@@ -19,11 +19,13 @@ def tower_dims(factor: int, num_layers: int) -> list[int]:
 class MLPBranch(nn.Module):
     """User and item embeddings through a halving ReLU tower: ``MLP([p_u; q_i])``."""
 
-    def __init__(self, num_users: int, num_items: int, factor: int, num_layers: int, dropout: float = 0.0) -> None:
+    def __init__(
+        self, num_users: int, num_items: int, factor: int, num_layers: int, dropout: float = 0.0, sparse: bool = False
+    ) -> None:
         super().__init__()
         dims = tower_dims(factor, num_layers)
-        self.user_embedding = normal_embedding(num_users, dims[0] // 2)
-        self.item_embedding = normal_embedding(num_items, dims[0] // 2)
+        self.user_embedding = normal_embedding(num_users, dims[0] // 2, sparse=sparse)
+        self.item_embedding = normal_embedding(num_items, dims[0] // 2, sparse=sparse)
         self.tower = PairTower(dims[0] // 2, dims[0] // 2, dims, dropout)
 
     def forward(self, users: Tensor, items: Tensor) -> Tensor:
@@ -48,6 +50,8 @@ class MLP(Recommender):
         weight_decay: Adam weight decay.
         top_k: evaluation cut-offs.
         predict_top_k: items returned per user by ``predict``.
+        sparse_gradients: sparse gradients for the ID tables, stepped by lazy Adam (only the rows a batch
+            looked up move): a step's cost follows the batch, not the catalog. Needs ``weight_decay`` 0.
 
     Example:
         >>> import torch
@@ -68,10 +72,11 @@ class MLP(Recommender):
         weight_decay: float = 0.0,
         top_k: Sequence[int] = (5, 10, 20),
         predict_top_k: int = 10,
+        sparse_gradients: bool = False,
     ) -> None:
         super().__init__(num_users, num_items, loss, learning_rate, weight_decay, top_k, predict_top_k)
         self.save_hyperparameters()
-        self.branch = MLPBranch(num_users, num_items, factor, num_layers, dropout)
+        self.branch = MLPBranch(num_users, num_items, factor, num_layers, dropout, sparse_gradients)
         self.output = nn.Linear(factor, 1)
 
     def item_id_parameters(self) -> list[nn.Parameter]:

@@ -30,6 +30,8 @@ class NeuMF(Recommender):
         weight_decay: Adam weight decay.
         top_k: evaluation cut-offs.
         predict_top_k: items returned per user by ``predict``.
+        sparse_gradients: sparse gradients for the ID tables, stepped by lazy Adam (only the rows a batch
+            looked up move): a step's cost follows the batch, not the catalog. Needs ``weight_decay`` 0.
 
     Example:
         >>> import torch
@@ -52,11 +54,12 @@ class NeuMF(Recommender):
         weight_decay: float = 0.0,
         top_k: Sequence[int] = (5, 10, 20),
         predict_top_k: int = 10,
+        sparse_gradients: bool = False,
     ) -> None:
         super().__init__(num_users, num_items, loss, learning_rate, weight_decay, top_k, predict_top_k)
         self.save_hyperparameters()
-        self.gmf = GMFBranch(num_users, num_items, factor)
-        self.mlp = MLPBranch(num_users, num_items, factor, num_layers, dropout)
+        self.gmf = GMFBranch(num_users, num_items, factor, sparse_gradients)
+        self.mlp = MLPBranch(num_users, num_items, factor, num_layers, dropout, sparse_gradients)
         self.output = nn.Linear(2 * factor, 1)
 
     @torch.no_grad()
