@@ -324,12 +324,13 @@ def recall_table(args, run_folders: list[Path]) -> list[dict[str, Any]]:
             if row["dataset"] != "beauty" or row.get("strategy") == "hybrid":
                 continue  # the hybrid's checkpoint needs its dynamic set-up; its cached fit is in the table
             backbone = row["backbone"] if row["backbone"] != "none" else args.backbone
-            settings = argparse.Namespace(**{**vars(args), "out": str(folder), "dim": row["dim"] or args.dim,
-                                             "strategy": row["strategy"] or "fast", "loss": row["loss"] or args.loss,
+            settings = argparse.Namespace(**{**vars(args), "out": str(folder), "dim": row.get("dim") or args.dim,
+                                             "strategy": row.get("strategy") or "fast",
+                                             "loss": row.get("loss") or args.loss,
                                              "backbone": backbone})  # fmt: skip
             best = checkpoint_dir(settings, run_identity(row["model"], row["seed"], settings)) / "best.ckpt"
             is_text = row["model"] in TEXT_SEQUENCE_MODELS
-            entry = {"model": row["model"], "backbone": row["backbone"], "seed": row["seed"], "loss": row["loss"],
+            entry = {"model": row["model"], "backbone": row["backbone"], "seed": row["seed"], "loss": row.get("loss"),
                      "epochs": row["epochs"], "best_epoch": row["best_epoch"], "all_users": row["test_users"],
                      **{f"Recall@{k} (all)": row.get(f"Recall@{k}") for k in RECALL_KS}}  # fmt: skip
             if best.exists():
@@ -403,6 +404,7 @@ def main() -> None:
         parser.error("--data is required: the folder of the dataset's files")
     if args.command == "recall-table":
         table = recall_table(args, [Path(folder) for folder in (args.runs or args.out).split(",")])
+        out.mkdir(parents=True, exist_ok=True)
         (out / "recall_table.json").write_text(json.dumps(table, indent=1) + "\n")
         columns = ["model", "backbone", "seed"] + [f"Recall@{k} ({users})" for users in (500, "all") for k in RECALL_KS]
         print(markdown_table(table, columns))
