@@ -23,7 +23,6 @@ import json
 import math
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 import lightning as L
