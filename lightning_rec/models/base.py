@@ -8,6 +8,8 @@ same for every model, so their numbers are comparable by construction.
 from __future__ import annotations
 
 import inspect
+import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,6 +20,8 @@ from torch import Tensor, nn
 from lightning_rec.metrics import RankingMetrics
 from lightning_rec.nn.losses import RecommendationLoss, recommendation_loss
 from lightning_rec.nn.optim import adam
+
+log = logging.getLogger(__name__)
 
 Batch = dict[str, Tensor]
 PROTOCOL_KEYS = {"sampled": "candidate_items", "full": "seen_mask"}
@@ -127,6 +131,7 @@ class Recommender(L.LightningModule):
 
     def on_test_start(self) -> None:
         self._fill_cold_items()
+        self._test_clock, self._test_users = time.perf_counter(), 0
 
     def on_predict_start(self) -> None:
         self._fill_cold_items()
@@ -198,10 +203,16 @@ class Recommender(L.LightningModule):
         self.log_metrics("val")
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._test_users += len(batch["user"])
         self.evaluate(batch, "test")
 
     def on_test_epoch_end(self) -> None:
         self.log_metrics("test")
+        if self._test_users and self.trainer.is_global_zero:
+            # Full ranking by a pair scorer costs catalog x users forwards: say what a test of more users will cost.
+            seconds = time.perf_counter() - self._test_clock
+            log.info("test: %d users in %.1f s, %.2f s per 1,000 users (this process)", self._test_users, seconds,
+                     1000 * seconds / self._test_users)  # fmt: skip
 
     def predict_step(self, batch: Batch, batch_idx: int) -> Batch:
         """Top ``predict_top_k`` unseen items per user: ``user``, ``items`` and ``scores``.
