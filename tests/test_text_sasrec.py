@@ -197,3 +197,19 @@ def test_bad_text_sasrec_arguments_name_the_fix(tmp_path):
         TextSASRec(2, 3, ["a", "b", "c"], item_representation="both", backbone="tiny-gpt2", pretrained=False)
     with pytest.raises(ValueError, match="link data.item_texts"):
         TextSASRec(2, 3, ["a", "b"], backbone="tiny-gpt2", pretrained=False)
+
+
+def test_fuse_predicts_cold_id_rows_from_their_text():
+    """A planted linear map from text to ID rows on the trained items is recovered for the untrained ones."""
+    torch.manual_seed(0)
+    model = TextSASRec(3, 40, [f"item {i}" for i in range(40)], item_representation="fuse", dim=8, max_length=4,
+                       backbone="tiny-gpt2", pretrained=False)  # fmt: skip
+    model.set_text_cache(torch.randn(40, model.text_encoder.hidden_size))
+    with torch.no_grad():
+        text = model.text_projection(model.text_encoder.cache)
+        planted = torch.randn(8, 8)
+        model.encoder.item_embedding.weight[:40] = text @ planted + 0.5
+    expected = model.encoder.item_embedding.weight[30:40].clone()
+    model.fill_untrained_items(30)
+    assert torch.allclose(model.encoder.item_embedding.weight[30:40], expected, atol=0.05)
+    assert not torch.allclose(expected, expected.mean(0))  # the mean fill would have lost it
