@@ -275,13 +275,13 @@ def headline(rows: list[dict[str, Any]], dataset: str = "beauty", loss: str = "c
     return "\n".join(lines)
 
 
-def plot(out: Path) -> Path:
-    """Validation NDCG@10 against training minutes, one line per (model, backbone, seed)."""
+def plot(out: Path, dataset: str = "beauty") -> Path:
+    """Validation NDCG@10 against training minutes on ``dataset``, one line per (model, backbone, seed)."""
     plt = pyplot()
 
     # The hybrid's curve starts at its dynamic phase's own clock: it is left out rather than drawn from minute 0.
     rows = [r for r in json.loads((out / "sequential.json").read_text())
-            if r.get("val_curve") and r.get("strategy") != "hybrid"]  # fmt: skip
+            if r.get("val_curve") and r.get("strategy") != "hybrid" and r["dataset"] == dataset]  # fmt: skip
     figure, axes = plt.subplots(figsize=(8, 5))
     for row in rows:
         minutes, values = zip(*[(p[1], p[2]) for p in row["val_curve"]])
@@ -294,7 +294,7 @@ def plot(out: Path) -> Path:
                    "1 block, dim 64, one thread per fit (2-4 fits sharing 2 cores); curves of the sampled-softmax "
                    "fits end at their best epoch")  # fmt: skip
     axes.legend(fontsize=7)
-    path = out / "sequential_val_curves.png"
+    path = out / ("sequential_val_curves.png" if dataset == "beauty" else f"sequential_val_curves_{dataset}.png")
     figure.savefig(path, dpi=120, bbox_inches="tight")
     return path
 
@@ -395,7 +395,7 @@ def main() -> None:
     logging.getLogger("lightning.pytorch").setLevel(logging.INFO)  # why each fit stopped
     out = RESULTS_DIR if args.publish else Path(args.out)
     if args.command == "plot":
-        print(f"wrote {plot(out)}")
+        print(f"wrote {plot(out, args.dataset)}")
         return
     if args.command == "headline":
         print(headline(json.loads((out / "sequential.json").read_text()), args.dataset, args.loss, args.dim))
