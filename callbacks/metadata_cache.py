@@ -208,6 +208,24 @@ class MetadataCacheCallback(Callback):
         if not self.switched and self.switch_at_step is not None and trainer.global_step >= self.switch_at_step:
             self._switch(trainer, pl_module)
 
+    # ------------------------------------------------------------------ evaluation outside a fit
+    def _cache_for_evaluation(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Loading checkpoint weights drops the model's in-memory cache (it belongs to other weights); a cached
+        # model would then encode the whole catalog again before a test. The file of its key is read instead.
+        model = self._model(pl_module)
+        if model.text_mode == "cached" and getattr(model, "reads_text", True):
+            self.load_or_build(trainer, model)
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._cache_for_evaluation(trainer, pl_module)
+
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._cache_for_evaluation(trainer, pl_module)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == "validate":  # a fit's validation already has the fit's cache
+            self._cache_for_evaluation(trainer, pl_module)
+
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.switched and self.save_tuned_cache:
             self.load_or_build(trainer, self._model(pl_module))

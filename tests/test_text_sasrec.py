@@ -213,3 +213,18 @@ def test_fuse_predicts_cold_id_rows_from_their_text():
     model.fill_untrained_items(30)
     assert torch.allclose(model.encoder.item_embedding.weight[30:40], expected, atol=0.05)
     assert not torch.allclose(expected, expected.mean(0))  # the mean fill would have lost it
+
+
+def test_testing_a_checkpoint_reads_the_cached_catalog_instead_of_encoding_it_again(tmp_path, monkeypatch):
+    dm = color_datamodule(tmp_path)
+    model = text_sasrec(dm, item_representation="fuse")
+    callback = MetadataCacheCallback(cache_dir=str(tmp_path / "cache"), switch_at_epoch=None)
+    trainer = quiet_trainer(max_epochs=1, callbacks=[callback], default_root_dir=tmp_path)
+    trainer.fit(model, datamodule=dm)
+    trainer.save_checkpoint(tmp_path / "fit.ckpt")
+    encoded = []
+    monkeypatch.setattr(type(model), "compute_text_cache", lambda self: encoded.append(1) or pytest.fail("encoded"))
+    trainer.test(model, datamodule=dm, ckpt_path=tmp_path / "fit.ckpt", verbose=False)  # the weights drop the cache
+    fresh = text_sasrec(dm, item_representation="fuse")
+    quiet_trainer(callbacks=[callback]).test(fresh, datamodule=dm, ckpt_path=tmp_path / "fit.ckpt", verbose=False)
+    assert not encoded
