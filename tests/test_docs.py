@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.sequential import headline
+from benchmarks.sequential import headline, recall_markdown
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
@@ -66,3 +66,9 @@ def test_the_gpt2_tables_quote_the_peak_memory_of_their_summary_rows():
 
 def test_the_readme_headline_is_generated_from_the_sequential_rows():
     assert headline(rows_of("sequential"), "beauty", "ce", 64) in (REPO / "README.md").read_text()
+
+
+def test_the_readme_recall_table_is_generated_from_its_rows():
+    table = recall_markdown(rows_of("beauty_recall_table"), rows_of("sequential"))
+    assert table in (REPO / "README.md").read_text()
+    assert table in (REPO / "docs" / "benchmarks" / "sequential.md").read_text()
