@@ -41,7 +41,7 @@ class LogDataModule(InteractionDataModule):
         ...                     "time": [1, 2, 3, 1, 2, 3]})
         >>> dm = LogDataModule(log, user_column="user", item_column="item", time_column="time")
         >>> dm.num_users, dm.num_items
-        (2, 1)
+        (2, 2)
     """
 
     def __init__(
