@@ -80,3 +80,34 @@ def test_prepared_arrays_are_memory_mapped_and_shared(tmp_path):
     assert same_data(parsed, mapped)
     mapped_files = open("/proc/self/maps").read()  # Linux: the arrays are file pages, shared between processes
     assert str(next(tmp_path.iterdir()) / "train_items.npy") in mapped_files
+
+
+def test_an_edited_subclass_parser_never_reads_the_old_prepared_arrays(tmp_path, monkeypatch):
+    """A user's own data module: changing its ``load_log`` code prepares again instead of serving old arrays."""
+    import importlib
+    import sys
+
+    write_amazon_sequences(tmp_path / "data")
+    module = tmp_path / "my_data.py"
+    source = """from lightning_rec.data_modules import AmazonDataModule
+
+
+class MyData(AmazonDataModule):
+    def load_log(self):
+        log = super().load_log()
+        log.interactions = log.interactions[log.interactions["user_id"] != "{drop}"]
+        return log
+"""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module.write_text(source.format(drop="U0"))
+    first = importlib.import_module("my_data")
+    data = tmp_path / "data"
+    kwargs = dict(sequence_file=str(data / "user_sequence.txt"), titles_file=str(data / "item_titles.tsv"),
+                  num_eval_negatives=3, prepared_dir=str(tmp_path / "prep"))  # fmt: skip
+    assert "U0" not in first.MyData(**kwargs).user_ids
+    module.write_text(source.format(drop="U1"))
+    second = importlib.reload(first)
+    users = second.MyData(**kwargs).user_ids
+    assert "U0" in users and "U1" not in users
+    assert len(list((tmp_path / "prep").iterdir())) == 2
+    sys.modules.pop("my_data", None)

@@ -26,6 +26,7 @@ Batches are ``dict[str, Tensor]``:
 
 from __future__ import annotations
 
+import inspect
 import logging
 from functools import cached_property
 from pathlib import Path
@@ -218,9 +219,25 @@ class InteractionDataModule(L.LightningDataModule):
     def prepared_folder(self) -> Path | None:
         """The folder of this data's prepared arrays, or ``None`` where they are not kept."""
         options = self.preparation_options() if self.prepared_dir else None
-        if options is None:
+        definition = self._definition_source()
+        if options is None or definition is None:
             return None
-        return Path(self.prepared_dir) / preparation_key(f"{type(self).__module__}.{type(self).__name__}", options)
+        name = f"{type(self).__module__}.{type(self).__name__}\n{definition}"
+        return Path(self.prepared_dir) / preparation_key(name, options)
+
+    def _definition_source(self) -> str | None:
+        """The source of this class and of its bases below :class:`InteractionDataModule`: an edit to a
+        subclass's ``load_log`` or ``preprocess`` must never read arrays prepared by the old code. ``None``
+        (nothing is kept) where the source cannot be read, as for a class typed into a REPL."""
+        sources = []
+        for cls in type(self).__mro__:
+            if cls is InteractionDataModule:
+                return "\n".join(sources)
+            try:
+                sources.append(inspect.getsource(cls))
+            except (OSError, TypeError):
+                return None
+        return None
 
     def prepare_data(self) -> None:
         """Rank 0 of each node fetches, parses and writes the prepared arrays before the other processes
