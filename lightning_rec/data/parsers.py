@@ -231,21 +231,19 @@ def _clean_title(title: object) -> str:
     return re.sub(r"\s+", " ", html.unescape(title)).strip()
 
 
-def _read_json_lines(path: Path, columns: list[str]) -> pd.DataFrame | None:
-    """JSON lines (gzipped or not) through pyarrow's reader; ``None`` where it cannot (not strict JSON, such as
-    the 2014 metadata dumps' Python literals, or a record without a column), so the caller reads line by line."""
+def _read_json_lines(path: Path, columns: list[str]) -> pa.Table | None:
+    """JSON lines (gzipped or not) through pyarrow's reader, with every record holding ``columns``; ``None`` where
+    it cannot (not strict JSON, such as the 2014 metadata dumps' Python literals, or a record without one of
+    them), so the caller reads line by line, which names the bad line."""
     import pyarrow.json as pajson
 
     try:
         table = pajson.read_json(path)
     except pa.ArrowInvalid:
         return None
-    if not set(columns) <= set(table.column_names):
+    if not set(columns) <= set(table.column_names) or any(table.column(c).null_count for c in columns):
         return None
-    table = table.select(columns)
-    if any(table.column(c).null_count for c in columns):
-        return None
-    return table.to_pandas()
+    return table
 
 
 def _json_records(path: Path) -> Iterator[tuple[int, dict]]:
@@ -256,7 +254,8 @@ def _json_records(path: Path) -> Iterator[tuple[int, dict]]:
 
 def _read_reviews(path: Path) -> pd.DataFrame:
     columns = ["reviewerID", "asin", "unixReviewTime"]
-    frame = _read_json_lines(path, columns)
+    table = _read_json_lines(path, columns)
+    frame = table.select(columns).to_pandas() if table is not None else None
     if frame is None or not pd.api.types.is_integer_dtype(frame["unixReviewTime"]):
         rows = []
         for lineno, record in _json_records(path):
@@ -270,16 +269,8 @@ def _read_reviews(path: Path) -> pd.DataFrame:
 
 def _read_metadata(path: Path) -> pd.DataFrame:
     """``asin``, ``title``, ``brand`` and ``categories`` (2014: a list of category paths) or ``category`` (2018)."""
-    import pyarrow.json as pajson
-
-    try:
-        table = pajson.read_json(path)
-        records = table.to_pandas().to_dict("records") if "asin" in table.column_names else None
-        if records is not None and table.column("asin").null_count:
-            records = None
-    except pa.ArrowInvalid:
-        records = None
-    numbered = enumerate(records, start=1) if records is not None else _json_records(path)
+    table = _read_json_lines(path, ["asin"])
+    numbered = enumerate(table.to_pandas().to_dict("records"), start=1) if table is not None else _json_records(path)
     items = []
     for lineno, record in numbered:
         if not isinstance(record.get("asin"), str):
@@ -407,7 +398,8 @@ def read_table(source, columns: list[str], what: str) -> pd.DataFrame:
                 convert_options=pacsv.ConvertOptions(include_columns=columns, strings_can_be_null=True),
             )
     except pa.ArrowInvalid as err:
-        raise DataFormatError(f"{path}: not a readable {'Parquet' if 'parquet' in suffixes else 'CSV/TSV'} file "
+        kind = "Parquet" if parquet_folder or path.suffix.lower() in _PARQUET_SUFFIXES else "CSV/TSV"
+        raise DataFormatError(f"{path}: not a readable {kind} file "
                               f"({str(err).splitlines()[0]})") from None  # fmt: skip
     return table.to_pandas()
 
