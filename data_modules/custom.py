@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning_rec.data.datamodule import InteractionDataModule
-from lightning_rec.data.parsers import parse_interaction_table
+from lightning_rec.data.parsers import check_order_columns, parse_interaction_table
 from lightning_rec.data.splits import deduplicate
 from lightning_rec.data.tables import InteractionLog
 
@@ -65,8 +65,7 @@ class LogDataModule(InteractionDataModule):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        if time_column and order_column:
-            raise ValueError("LogDataModule: give time_column or order_column, not both (set the other to null)")
+        check_order_columns(time_column, order_column)  # at construction, before anything is read
         self.interactions, self.items = interactions, items
         self.columns = dict(
             user_column=user_column, item_column=item_column, time_column=time_column, order_column=order_column,

@@ -451,6 +451,12 @@ def _as_ids(values: pd.Series, as_text: bool) -> pd.Series:
     return values.astype(str) if as_text else values
 
 
+def check_order_columns(time_column: str | None, order_column: str | None) -> None:
+    """A log is ordered by a time or by a position, not by both."""
+    if time_column and order_column:
+        raise ValueError("give time_column or order_column, not both (set the other to null)")
+
+
 def parse_interaction_table(
     interactions,
     items=None,
@@ -476,8 +482,7 @@ def parse_interaction_table(
     ``title | categories | brand`` then any ``text_columns``, the same layout as the public datasets.
     Rows with an empty user, item or time are dropped with a logged count.
     """
-    if time_column and order_column:
-        raise ValueError("give time_column or order_column, not both (set the other to null)")
+    check_order_columns(time_column, order_column)
     where = name if isinstance(interactions, pd.DataFrame) or hasattr(interactions, "to_pandas") else str(interactions)
     order = time_column or order_column
     wanted = [user_column, item_column] + [c for c in (order, rating_column) if c]
