@@ -204,7 +204,7 @@ def run(name: str, seed: int, args) -> dict[str, Any]:
         minutes_to_best_epoch=best_minutes, peak_memory_mb=round(peak_memory_mb()), threads=torch.get_num_threads(),
         test_users=evaluated, test_users_unrankable=unrankable, max_length=args.max_length,
         split="leave-one-out by position" if args.dataset == "beauty" else "leave-one-out by time",
-        stopped_early=bool(stopper.stopped_epoch), val_curve=points,
+        max_epochs=max_epochs, stopped_early=bool(stopper.stopped_epoch), val_curve=points,
     )  # fmt: skip
     if hybrid:  # the row covers both phases: the fast fit it continues and the dynamic epochs
         row.update(dynamic_epochs=epochs, dynamic_seconds=row["fit_seconds"], epochs=fast["epochs"] + epochs,

@@ -64,6 +64,24 @@ def test_distinct_negatives_when_almost_every_item_is_needed():
     assert sorted(negatives[1].tolist()) == [0] + list(range(2, 12))
 
 
+def test_eval_candidates_depend_on_seed_and_user_alone_and_are_uniform_over_unseen_items():
+    # User 0 has seen 10 of 50 items (drawn by rejection); user 1 has seen 44 (fewer than 2 x 5 unseen: the
+    # smallest-hash path). Each user's rows must not depend on the other users in the call, nor their order.
+    users = torch.tensor([0] * 10 + [1] * 44)
+    exclude = InteractionSet(users, torch.cat([torch.arange(10), torch.arange(44)]), num_items=50)
+    both = sample_distinct_negatives(torch.tensor([0, 1, 0]), 5, exclude, seed=4)
+    assert torch.equal(both[0], both[2])
+    assert torch.equal(both[1], sample_distinct_negatives(torch.tensor([1]), 5, exclude, seed=4)[0])
+    assert not torch.equal(both, sample_distinct_negatives(torch.tensor([0, 1, 0]), 5, exclude, seed=5))
+    draws = torch.stack([sample_distinct_negatives(torch.tensor([0, 1]), 5, exclude, seed) for seed in range(600)])
+    for user, unseen in ((0, range(10, 50)), (1, range(44, 50))):
+        counts = torch.bincount(draws[:, user].reshape(-1), minlength=50)
+        assert (draws[:, user].sort(1).values.diff(dim=1) != 0).all()  # distinct within each row
+        assert set(torch.nonzero(counts).squeeze(1).tolist()) == set(unseen)
+        expected = 600 * 5 / len(unseen)
+        assert counts[list(unseen)].float().sub(expected).abs().max() < 5 * expected**0.5
+
+
 def test_a_user_who_has_seen_almost_everything_still_gets_negatives():
     # 97 of 100 items seen: rejection alone needs hundreds of rounds for some rows; the exact draw finishes.
     exclude = InteractionSet(torch.zeros(97, dtype=torch.long), torch.arange(97), num_items=100)

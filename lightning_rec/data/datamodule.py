@@ -10,7 +10,7 @@ Batches are ``dict[str, Tensor]``:
 - validation / test: ``user`` ``[B]``, ``target_item`` ``[B]`` (``-1`` where the held-out item never
   occurs in training: no model can rank it, and evaluation counts that user as a miss); with the ``sampled`` protocol
   ``candidate_items`` ``[B, 1 + num_eval_negatives]`` (target first, then negatives the user never
-  interacted with, fixed by the seed); with the ``full`` protocol ``seen_mask`` ``[B, num_items]``
+  interacted with: each user's a function of the seed and the user, drawn per batch); with the ``full`` protocol ``seen_mask`` ``[B, num_items]``
   (items the user had before the target, to be excluded from the ranking).
 - cold start (``cold_item_fraction`` > 0, ``test_on="cold"``): test batches as above, with each user's
   cold test item as ``target_item``; see :class:`InteractionDataModule`.
@@ -30,6 +30,7 @@ import inspect
 import logging
 from functools import cached_property
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Literal
 
 import lightning as L
@@ -42,7 +43,6 @@ from lightning_rec.data.batching import Batch, BatchStream, csr, dense_mask, lat
 from lightning_rec.data.interactions import EncodedInteractions, encode
 from lightning_rec.data.negatives import (
     InteractionSet,
-    TooFewUnseenItems,
     sample_distinct_negatives,
     sample_negatives,
 )
@@ -371,12 +371,12 @@ class InteractionDataModule(L.LightningDataModule):
         # Users whose held-out item never occurs in training stay in, with target -1: they count as misses.
         users = torch.nonzero(((targets >= 0) | unrankable) & self._evaluated_users()).squeeze(1)
         columns = {"user": users, "target_item": targets[users]}
+        draw = None
         if "sampled" in self.eval_protocols:
-            seed = self.seed + (1 if stage == "validate" else 2)
-            negatives = self._eval_negatives(users, self.all_pairs, seed)
-            columns["candidate_items"] = torch.cat([targets[users].unsqueeze(1), negatives], dim=1)
+            draw = self._eval_negatives(users, self.all_pairs, self.seed + (1 if stage == "validate" else 2))
         known = csr(*self.data.history(stage), self.num_users)
-        return self._user_loader(columns, known, "full" in self.eval_protocols, always_masked=self.cold_items_mask)
+        return self._user_loader(columns, known, "full" in self.eval_protocols, always_masked=self.cold_items_mask,
+                                 draw_negatives=draw)  # fmt: skip
 
     def _evaluated_users(self) -> Tensor:
         """``[num_users]`` True for the users :attr:`eval_user_ids` names (everyone without it)."""
@@ -397,17 +397,21 @@ class InteractionDataModule(L.LightningDataModule):
 
     def _eval_negatives(
         self, users: Tensor, exclude: InteractionSet, seed: int, offset: int = 0, pool: str = "items"
-    ) -> Tensor:
-        """Distinct negatives per user from ``offset + [0, exclude.num_items)`` (the ``pool``), avoiding ``exclude``."""
-        try:
-            return offset + sample_distinct_negatives(users, self.num_eval_negatives, exclude, seed=seed)
-        except TooFewUnseenItems as err:
-            raw = [str(self.data.user_ids[user]) for user in err.users[:10]]
+    ) -> Callable[[Tensor], Tensor]:
+        """Draws distinct negatives for a batch's users from ``offset + [0, exclude.num_items)`` (the ``pool``),
+        avoiding ``exclude``. Each user's are a function of ``(seed, user)``, so they are drawn batch by batch,
+        only for the users scored; ``users`` (all the loader's) are checked here, before the first batch."""
+        count = self.num_eval_negatives
+        unseen = exclude.num_items - exclude.count_per_user(self.num_users)[users]
+        short = users[unseen < count].tolist()
+        if short:
+            raw = [str(self.data.user_ids[user]) for user in short[:10]]
             raise ValueError(
-                f"{len(err.users)} users have fewer than num_eval_negatives={self.num_eval_negatives} {pool} they "
-                f"never interacted with (user ids {raw}{' ...' if len(err.users) > 10 else ''}): lower "
+                f"{len(short)} users have fewer than num_eval_negatives={self.num_eval_negatives} {pool} they "
+                f"never interacted with (user ids {raw}{' ...' if len(short) > 10 else ''}): lower "
                 "num_eval_negatives or leave 'sampled' out of eval_protocols"
-            ) from None
+            )
+        return lambda batch_users: offset + sample_distinct_negatives(batch_users, count, exclude, seed)
 
     def _cold_test_loader(self) -> DataLoader:
         """Each user's cold test item, ranked against all items or the cold ones (``cold_ranking``)."""
@@ -420,20 +424,20 @@ class InteractionDataModule(L.LightningDataModule):
         warm_users, warm_items = data.history("predict")
         other = data.cold_items != data.cold_test_items[data.cold_users]
         other_users, other_items = data.cold_users[other], data.cold_items[other]
+        draw = None
         if "sampled" in self.eval_protocols:
             seed = self.seed + 3
             if self.cold_ranking == "cold":
                 exclude = InteractionSet(data.cold_users, data.cold_items - warm, data.num_cold_items)
-                negatives = self._eval_negatives(users, exclude, seed, offset=warm, pool="cold items")
+                draw = self._eval_negatives(users, exclude, seed, offset=warm, pool="cold items")
             else:
                 exclude = InteractionSet(torch.cat([warm_users, data.cold_users]),
                                          torch.cat([warm_items, data.cold_items]), self.num_items)  # fmt: skip
-                negatives = self._eval_negatives(users, exclude, seed)
-            columns["candidate_items"] = torch.cat([targets.unsqueeze(1), negatives], dim=1)
+                draw = self._eval_negatives(users, exclude, seed)
         masked = csr(torch.cat([warm_users, other_users]), torch.cat([warm_items, other_items]), self.num_users)
         warm_catalog = torch.arange(self.num_items) < warm if self.cold_ranking == "cold" else None
         history = csr(warm_users, warm_items, self.num_users)
-        return self._user_loader(columns, masked, "full" in self.eval_protocols, history, warm_catalog)
+        return self._user_loader(columns, masked, "full" in self.eval_protocols, history, warm_catalog, draw)
 
     def _user_loader(
         self,
@@ -442,14 +446,18 @@ class InteractionDataModule(L.LightningDataModule):
         mask_known: bool,
         history: tuple[Tensor, Tensor] | None = None,
         always_masked: Tensor | None = None,
+        draw_negatives: Callable[[Tensor], Tensor] | None = None,
     ) -> DataLoader:
         """Batches of users with, as asked, the mask of their known items (plus ``always_masked``
-        items) and their latest items (from ``history``, by default from ``known``)."""
+        items), their latest items (from ``history``, by default from ``known``) and their sampled
+        candidates (the target, then ``draw_negatives(users)``)."""
         indptr, items = known
         history_indptr, history_items = history or known
 
         def finish(batch: Batch) -> Batch:
             users = batch["user"]
+            if draw_negatives is not None:
+                batch["candidate_items"] = torch.cat([batch["target_item"].unsqueeze(1), draw_negatives(users)], 1)
             if mask_known:
                 seen = dense_mask(indptr, items, users, self.num_items)
                 batch["seen_mask"] = seen if always_masked is None else seen | always_masked

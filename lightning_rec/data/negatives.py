@@ -120,41 +120,80 @@ def _draw_unseen(
     return negatives.view(len(users), num_negatives)
 
 
+_MASK32 = 0xFFFFFFFF
+
+
+def _mix32(x: Tensor) -> Tensor:
+    """A bijective 32-bit integer hash (``lowbias32``) on int64 tensors: products wrap, the low 32 bits stay exact."""
+    x = x & _MASK32
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & _MASK32
+    x = x ^ (x >> 15)
+    x = (x * 0x846CA68B) & _MASK32
+    return x ^ (x >> 16)
+
+
+def keyed_uniform(seed: int, users: Tensor, positions: Tensor) -> Tensor:
+    """Pseudo-random 32-bit values, one per ``(user, position)``: a function of ``(seed, user, position)`` alone."""
+    stream = _mix32(_mix32(torch.tensor(seed, dtype=torch.long)) ^ users.long())
+    return _mix32(stream.unsqueeze(-1) ^ _mix32(positions.long() + 0x9E3779B9))
+
+
 def sample_distinct_negatives(
-    users: Tensor, num_negatives: int, exclude: InteractionSet, seed: int, max_rounds: int = 1000
+    users: Tensor, num_negatives: int, exclude: InteractionSet, seed: int, max_draws: int = 1 << 16
 ) -> Tensor:
     """``num_negatives`` distinct unseen items per user (the NCF evaluation protocol: 99 per user).
 
-    Fixed by ``seed`` alone, so every model is evaluated on identical candidates. Rejection
-    sampling keeps the cost proportional to the candidates, not to users x catalog; users with fewer
-    than twice as many unseen items as needed, where rejection is slow, take a seeded random subset
-    of their unseen items instead.
+    Each user's candidates are a function of ``(seed, user)`` alone: the user's ``j``-th draw is item
+    ``hash(seed, user, j) mod catalog``, and the candidates are the first ``num_negatives`` draws that are
+    unseen and new. So every model, batch order, process count and subset of evaluated users sees the
+    same candidates for a user, and they can be drawn batch by batch, only for the users scored. Users
+    with fewer than twice as many unseen items as needed, where draws mostly collide, take the
+    ``num_negatives`` unseen items of smallest ``hash(seed, user, item)`` instead (also a function of
+    ``(seed, user)``).
 
     Raises:
         TooFewUnseenItems: naming the users with fewer than ``num_negatives`` unseen items.
+
+    Example:
+        >>> exclude = InteractionSet(torch.tensor([0, 1]), torch.tensor([0, 1]), num_items=50)
+        >>> both = sample_distinct_negatives(torch.tensor([0, 1]), 5, exclude, seed=7)
+        >>> torch.equal(both[1], sample_distinct_negatives(torch.tensor([1]), 5, exclude, seed=7)[0])
+        True
     """
-    known = exclude.count_per_user(int(users.max()) + 1)[users]
-    unseen = exclude.num_items - known
+    users = users.long()
+    unseen = exclude.num_items - exclude.count_per_user(int(users.max()) + 1 if len(users) else 0)[users]
     short = unseen < num_negatives
     if bool(short.any()):
         raise TooFewUnseenItems(users[short].tolist(), num_negatives)
-    generator = torch.Generator().manual_seed(seed)
-    negatives = sample_negatives(users, num_negatives, exclude, generator)
-    dense = torch.nonzero(unseen < 2 * num_negatives).squeeze(1)
-    for row in dense.tolist():
-        user = users[row : row + 1]
+    negatives = torch.empty(len(users), num_negatives, dtype=torch.long)
+    dense = unseen < 2 * num_negatives
+    for row in torch.nonzero(dense).squeeze(1).tolist():
         candidates = torch.arange(exclude.num_items)
-        candidates = candidates[~exclude.contains(user.expand_as(candidates), candidates)]
-        negatives[row] = candidates[torch.randperm(len(candidates), generator=generator)[:num_negatives]]
-    rows = users.unsqueeze(1).expand_as(negatives)
-    for _ in range(max_rounds):
-        ordered, order = negatives.sort(dim=1)
-        repeated = torch.zeros_like(negatives, dtype=torch.bool)
-        repeated.scatter_(1, order[:, 1:], ordered[:, 1:] == ordered[:, :-1])
-        if not bool(repeated.any()):
-            return negatives
-        while bool(repeated.any()):  # redraw the repeats until each avoids the user's seen items
-            redraw = repeated.nonzero(as_tuple=True)
-            negatives[redraw] = torch.randint(exclude.num_items, (len(redraw[0]),), generator=generator)
-            repeated[redraw] = exclude.contains(rows[redraw], negatives[redraw])
-    raise RuntimeError(f"distinct negative sampling did not converge in {max_rounds} rounds")
+        candidates = candidates[~exclude.contains(users[row].expand_as(candidates), candidates)]
+        order = keyed_uniform(seed, users[row], candidates).argsort(stable=True)
+        negatives[row] = candidates[order[:num_negatives]]
+    pending, draws = torch.nonzero(~dense).squeeze(1), 2 * num_negatives
+    while len(pending):
+        found, complete = _first_distinct_unseen(users[pending], num_negatives, draws, exclude, seed)
+        negatives[pending[complete]] = found
+        pending, draws = pending[~complete], 2 * draws
+        if draws > max_draws and len(pending):
+            raise RuntimeError(f"{len(pending)} users got no {num_negatives} distinct negatives in {max_draws} draws")
+    return negatives
+
+
+def _first_distinct_unseen(
+    users: Tensor, num_negatives: int, draws: int, exclude: InteractionSet, seed: int
+) -> tuple[Tensor, Tensor]:
+    """The first ``num_negatives`` unseen, not yet drawn items among each user's first ``draws`` keyed draws,
+    for the users (``complete``) whose draws hold that many."""
+    items = (keyed_uniform(seed, users, torch.arange(draws)) * exclude.num_items) >> 32
+    valid = ~exclude.contains(users.unsqueeze(1).expand_as(items).reshape(-1), items.reshape(-1)).view_as(items)
+    ordered, order = items.sort(dim=1, stable=True)  # stable: of equal items, the earliest draw comes first
+    repeat = torch.zeros_like(valid)
+    repeat.scatter_(1, order[:, 1:], ordered[:, 1:] == ordered[:, :-1])
+    valid &= ~repeat
+    taken = valid & (valid.cumsum(1) <= num_negatives)
+    complete = taken.sum(1) == num_negatives
+    return items[complete][taken[complete]].view(-1, num_negatives), complete
