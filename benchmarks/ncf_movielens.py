@@ -63,8 +63,8 @@ def bare_loop_seconds_per_epoch(datamodule, factor: int, num_layers: int, lr: fl
     start = time.perf_counter()
     for i in range(num_batches):
         users, items, negatives = (
-            columns[k][i * batch_size : (i + 1) * batch_size] for k in ("user", "item", "negative_items")
-        )
+            columns[k][i * batch_size : (i + 1) * batch_size].long() for k in ("user", "item", "negative_items")
+        )  # int64 batches, as the loader hands out
         scores = model.score(users, torch.cat([items.unsqueeze(1), negatives], dim=1))  # as Recommender does
         loss = recommendation_loss(scores[:, :1], scores[:, 1:], "bce")
         optimizer.zero_grad(set_to_none=True)

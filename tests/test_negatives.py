@@ -16,6 +16,7 @@ def test_training_negatives_avoid_positives_and_follow_the_seed(ml1m):
     users = torch.cat([b["user"] for b in batches])
     negatives = torch.cat([b["negative_items"] for b in batches])
     assert negatives.shape[1] == ml1m.num_negatives
+    assert users.dtype == negatives.dtype == batches[0]["item"].dtype == torch.int64  # the epoch holds int32
     rows = users.unsqueeze(1).expand_as(negatives)
     assert not ml1m.train_pairs.contains(rows.reshape(-1), negatives.reshape(-1)).any()
     # Same seed and epoch: identical epoch; the next epoch draws new negatives.
@@ -36,6 +37,20 @@ def test_negatives_drawn_in_chunks_are_uniform_over_each_users_unseen_items(monk
         assert len(unseen) == 8 and (unseen / unseen.mean() - 1).abs().max() < 0.1  # 1,250 draws each
     again = sample_negatives(users, 400, exclude, torch.Generator().manual_seed(0))
     assert torch.equal(negatives, again)
+
+
+def test_membership_over_the_sorted_users_key_slice_matches_the_global_search():
+    generator = torch.Generator().manual_seed(0)
+    known_users, known_items = (
+        torch.randint(50, (400,), generator=generator),
+        torch.randint(30, (400,), generator=generator),
+    )
+    pairs = InteractionSet(known_users, known_items, num_items=30)
+    users = torch.randint(3, 47, (5000,), generator=generator).sort().values
+    items = torch.randint(30, (5000,), generator=generator)
+    found = pairs.contains(users, items, users_sorted=True)
+    assert torch.equal(found, pairs.contains(users, items)) and found.any() and not found.all()
+    assert not pairs.contains(torch.tensor([60]), torch.tensor([1]), users_sorted=True).any()  # past the last key
 
 
 def test_sample_negatives_on_a_nearly_full_catalog():

@@ -26,8 +26,9 @@ def rank_and_world_size() -> tuple[int, int]:
 
 class BatchStream(IterableDataset):
     """Yields batches sliced from whole-epoch columns: ``make_columns(epoch)`` builds the columns
-    once per epoch (shuffling, negative sampling: vectorised), then each batch is a slice, passed
-    through ``finish_batch`` if given (e.g. to add a dense mask that would not fit for all rows).
+    once per epoch (shuffling, negative sampling: vectorised), then each batch is a slice (int32
+    index columns become int64), passed through ``finish_batch`` if given (e.g. to add a dense mask
+    that would not fit for all rows).
 
     Each process takes every ``world_size``-th batch. For training (``even_shards=True``) the
     shards are padded by wrapping around so every rank runs the same number of steps, as
@@ -69,8 +70,13 @@ class BatchStream(IterableDataset):
         columns = self.make_columns(self.epoch_fn())
         for batch_index in self._batch_indices()[self.start_fn() :]:
             start = batch_index * self.batch_size
-            batch = {key: value[start : start + self.batch_size] for key, value in columns.items()}
+            batch = {key: _int64(value[start : start + self.batch_size]) for key, value in columns.items()}
             yield self.finish_batch(batch) if self.finish_batch else batch
+
+
+def _int64(column: Tensor) -> Tensor:
+    # Whole-epoch columns may hold indices as int32 (half the memory at 100M rows); batches are int64.
+    return column.long() if column.dtype == torch.int32 else column
 
 
 def stream_loader(stream: BatchStream) -> DataLoader:

@@ -25,10 +25,18 @@ class InteractionSet:
         self.num_items = num_items
         self.keys = torch.unique(users.long() * num_items + items.long())  # sorted
 
-    def contains(self, users: Tensor, items: Tensor) -> Tensor:
+    def contains(self, users: Tensor, items: Tensor, users_sorted: bool = False) -> Tensor:
+        """True where ``(user, item)`` is in the set. With ``users_sorted`` (ascending), the search runs over
+        the keys of those users only: a cache-sized slice at tens of millions of keys."""
         query = users.long() * self.num_items + items.long()
-        position = torch.searchsorted(self.keys, query).clamp_(max=len(self.keys) - 1)
-        return self.keys[position] == query
+        keys, start = self.keys, 0
+        if users_sorted and len(users):
+            start, end = torch.searchsorted(keys, torch.stack([users[0], users[-1] + 1]).long() * self.num_items)
+            keys, start = keys[start:end], int(start)
+        if len(keys) == 0:
+            return torch.zeros_like(query, dtype=torch.bool)
+        position = torch.searchsorted(keys, query).clamp_(max=len(keys) - 1)
+        return keys[position] == query
 
     @cached_property
     def _counts(self) -> Tensor:
@@ -79,7 +87,12 @@ def exact_unseen_draws(users: Tensor, exclude: InteractionSet, generator: torch.
 
 
 def sample_negatives(
-    users: Tensor, num_negatives: int, exclude: InteractionSet, generator: torch.Generator, max_rounds: int = 100
+    users: Tensor,
+    num_negatives: int,
+    exclude: InteractionSet,
+    generator: torch.Generator,
+    max_rounds: int = 100,
+    out: Tensor | None = None,
 ) -> Tensor:
     """Uniformly samples ``num_negatives`` items per user that are not in ``exclude``.
 
@@ -91,13 +104,13 @@ def sample_negatives(
     test's lookups local, which is what makes it fast at tens of millions of rows.
 
     Returns:
-        ``[len(users), num_negatives]`` item indices.
+        ``[len(users), num_negatives]`` item indices: ``out`` if given (any integer dtype), else a new int64 tensor.
     """
     known = exclude.count_per_user(int(users.max()) + 1 if len(users) else 0)
     if len(users) and bool((known[users] >= exclude.num_items).any()):
         full = torch.unique(users[known[users] >= exclude.num_items]).tolist()
         raise TooFewUnseenItems(full, 1)
-    negatives = torch.empty(len(users), num_negatives, dtype=torch.long)
+    negatives = torch.empty(len(users), num_negatives, dtype=torch.long) if out is None else out
     for start in range(0, len(users), DRAW_CHUNK_ROWS):
         chunk = users[start : start + DRAW_CHUNK_ROWS]
         negatives[start : start + len(chunk)] = _draw_unseen(chunk, num_negatives, exclude, generator, max_rounds)
@@ -108,13 +121,14 @@ def _draw_unseen(
     users: Tensor, num_negatives: int, exclude: InteractionSet, generator: torch.Generator, max_rounds: int
 ) -> Tensor:
     rows = users.repeat_interleave(num_negatives)
+    in_order = bool((users[1:] >= users[:-1]).all())  # then every test below runs on sorted users
     negatives = torch.randint(exclude.num_items, (len(rows),), generator=generator)
-    pending = torch.nonzero(exclude.contains(rows, negatives)).squeeze(1)
+    pending = torch.nonzero(exclude.contains(rows, negatives, in_order)).squeeze(1)
     for _ in range(max_rounds):
         if len(pending) == 0:
             break
         negatives[pending] = torch.randint(exclude.num_items, (len(pending),), generator=generator)
-        pending = pending[exclude.contains(rows[pending], negatives[pending])]
+        pending = pending[exclude.contains(rows[pending], negatives[pending], in_order)]
     else:
         negatives[pending] = exact_unseen_draws(rows[pending], exclude, generator)
     return negatives.view(len(users), num_negatives)
