@@ -128,12 +128,12 @@ def test_fm_scores_equal_the_brute_force_factorization_machine():
         for user in range(2):
             for item in range(4):
                 # Features as (bias, vector, value): user, item, then each category at 1/count.
-                features = [(model.user_bias[user], model.user_factors.weight[user], 1.0),
-                            (model.item_bias[item], model.item_factors.weight[item], 1.0)]  # fmt: skip
+                features = [(model.user_bias.weight[user, 0], model.user_factors.weight[user], 1.0),
+                            (model.item_bias.weight[item, 0], model.item_factors.weight[item], 1.0)]  # fmt: skip
                 for name in categories[item]:
                     k = names.index(name)
                     features.append(
-                        (model.category_bias[k], model.category_factors.weight[k], 1 / len(categories[item]))
+                        (model.category_bias.weight[k, 0], model.category_factors.weight[k], 1 / len(categories[item]))
                     )
                 expected = sum(b * x for b, _, x in features)
                 for a in range(len(features)):

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from lightning_rec.data_modules import MovieLens1MDataModule
-from lightning_rec.models import GMF, MLP, NeuMF
+from lightning_rec.models import FMBPR, GMF, MFBPR, MLP, NeuMF, SASRec
 from lightning_rec.nn.optim import SparseDenseAdam
 
 
@@ -51,3 +51,50 @@ def test_sparse_gradients_refuse_weight_decay():
     model = MLP(4, 6, factor=4, num_layers=2, sparse_gradients=True, weight_decay=0.01)
     with pytest.raises(ValueError, match="sparse_gradients=True cannot take weight_decay"):
         model.configure_optimizers()
+
+
+@pytest.mark.parametrize("name", ["MF-BPR", "FM-BPR", "SASRec"])
+def test_a_sparse_step_moves_only_the_rows_the_batch_looked_up(name):
+    torch.manual_seed(0)
+    if name == "SASRec":
+        model = SASRec(3, 50, dim=8, max_length=4, num_layers=1, loss="sampled_softmax", num_negatives=4,
+                       sparse_gradients=True)  # fmt: skip
+        table = model.encoder.item_embedding.weight
+        batch = {"user": torch.tensor([0, 1]), "sequence_items": torch.tensor([[-1, 2, 3, 4, 5], [6, 7, 8, 9, 10]])}
+        loss = model.training_loss(batch)
+    else:
+        if name == "MF-BPR":
+            model = MFBPR(3, 50, factor=8, sparse_gradients=True)
+        else:
+            model = FMBPR(3, 50, [["a"] if i % 2 else ["b", "c"] for i in range(50)], factor=8, sparse_gradients=True)
+        table = model.item_factors.weight if name == "FM-BPR" else model.item_embedding.weight
+        scores = model.score(torch.tensor([0, 1]), torch.tensor([[2, 3], [4, 5]]))
+        loss = -torch.nn.functional.logsigmoid(scores[:, 0] - scores[:, 1]).mean()
+    optimizer = model.configure_optimizers()
+    assert isinstance(optimizer, SparseDenseAdam)
+    before = table.detach().clone()
+    loss.backward()
+    assert table.grad.is_sparse
+    optimizer.step()
+    moved = set(torch.nonzero((table != before).any(1)).squeeze(1).tolist())
+    if name == "SASRec":  # the sequences' items plus at most the step's 4 shared negatives
+        assert set(range(2, 11)) <= moved and len(moved - set(range(2, 11))) <= 4
+    else:
+        assert moved == {2, 3, 4, 5}
+
+
+def test_sparse_sasrec_refuses_full_cross_entropy():
+    with pytest.raises(ValueError, match="sparse_gradients=True pays only with loss='sampled_softmax'"):
+        SASRec(3, 10, loss="ce", sparse_gradients=True)
+
+
+def test_bias_checkpoints_from_before_the_bias_tables_still_load():
+    model = FMBPR(2, 3, [["a"], [], ["a", "b"]], factor=4)
+    old = {k.removesuffix(".weight") if "bias" in k else k: v.squeeze(1) if "bias" in k else v
+           for k, v in model.state_dict().items()}  # fmt: skip
+    old["item_bias"] = torch.tensor([1.0, 2.0, 3.0])
+    model.load_state_dict(old)
+    assert model.item_bias.weight.squeeze(1).tolist() == [1.0, 2.0, 3.0]
+    mf = MFBPR(2, 3, factor=4)
+    mf.load_state_dict({**{k: v for k, v in mf.state_dict().items() if "bias" not in k}, "item_bias": torch.ones(3)})
+    assert mf.item_bias.weight.sum() == 3

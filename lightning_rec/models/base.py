@@ -284,6 +284,27 @@ def normal_embedding(count: int, dim: int, std: float = 0.01, sparse: bool = Fal
     return embedding
 
 
+def bias_table(count: int, sparse: bool = False) -> nn.Embedding:
+    """Zero-initialised biases, one per row, as an ``[count, 1]`` table: looked up per batch, so that with
+    ``sparse`` their gradients are sparse too. Load older checkpoints that held a ``[count]`` vector through
+    :func:`load_bias_vectors`."""
+    table = nn.Embedding(count, 1, sparse=sparse)
+    nn.init.zeros_(table.weight)
+    return table
+
+
+def load_bias_vectors(module: nn.Module, names: Sequence[str]) -> None:
+    """Lets ``module`` load checkpoints whose biases ``names`` were ``[count]`` parameters (before
+    :func:`bias_table`)."""
+
+    def reshape(state_dict: dict, prefix: str, *args) -> None:
+        for name in names:
+            if prefix + name in state_dict:
+                state_dict[prefix + name + ".weight"] = state_dict.pop(prefix + name).unsqueeze(1)
+
+    module._register_load_state_dict_pre_hook(reshape)
+
+
 #: Constructor arguments every model checks by name (see :func:`check_hyperparameters`).
 AT_LEAST_ONE = (
     "factor", "dim", "num_layers", "num_heads", "max_length", "lora_rank", "score_dim", "num_beams",

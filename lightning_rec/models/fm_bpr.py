@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from lightning_rec.models.base import Recommender, normal_embedding
+from lightning_rec.models.base import Recommender, bias_table, load_bias_vectors, normal_embedding
 from lightning_rec.nn.losses import RecommendationLoss
 
 
@@ -28,6 +28,9 @@ class FMBPR(Recommender):
         loss: ``bpr`` (default) or ``bce``.
         learning_rate: Adam learning rate.
         weight_decay: Adam weight decay (the regulariser).
+        sparse_gradients: sparse gradients for the factor and bias tables, stepped by lazy Adam (a step
+            computes and moves only the rows of the batch's users, items and their categories); needs
+            weight_decay 0.
         top_k: evaluation cut-offs.
         predict_top_k: items returned per user by ``predict``.
 
@@ -49,6 +52,7 @@ class FMBPR(Recommender):
         weight_decay: float = 0.0,
         top_k: Sequence[int] = (5, 10, 20),
         predict_top_k: int = 10,
+        sparse_gradients: bool = False,
     ) -> None:
         super().__init__(num_users, num_items, loss, learning_rate, weight_decay, top_k, predict_top_k)
         self.save_hyperparameters()
@@ -63,33 +67,39 @@ class FMBPR(Recommender):
         for item, categories in enumerate(item_categories):
             category_ids[item, : len(categories)] = torch.tensor([index[c] for c in categories], dtype=torch.long)
         self.register_buffer("category_ids", category_ids)
-        self.user_factors = normal_embedding(num_users, factor)
-        self.item_factors = normal_embedding(num_items, factor)
-        self.category_factors = normal_embedding(max(1, len(vocabulary)), factor)
-        self.user_bias = nn.Parameter(torch.zeros(num_users))
-        self.item_bias = nn.Parameter(torch.zeros(num_items))
-        self.category_bias = nn.Parameter(torch.zeros(max(1, len(vocabulary))))
+        num_categories = max(1, len(vocabulary))
+        self.user_factors = normal_embedding(num_users, factor, sparse=sparse_gradients)
+        self.item_factors = normal_embedding(num_items, factor, sparse=sparse_gradients)
+        self.category_factors = normal_embedding(num_categories, factor, sparse=sparse_gradients)
+        self.user_bias = bias_table(num_users, sparse_gradients)
+        self.item_bias = bias_table(num_items, sparse_gradients)
+        self.category_bias = bias_table(num_categories, sparse_gradients)
+        load_bias_vectors(self, ["user_bias", "item_bias", "category_bias"])
 
-    def item_side(self) -> tuple[Tensor, Tensor]:
-        """``V`` ``[num_items, factor]`` and ``L + P`` ``[num_items]`` of every item."""
-        present = self.category_ids >= 0
-        weights = present / present.sum(1, keepdim=True).clamp(min=1)  # x_c = 1/|categories|
-        category_vectors = self.category_factors(self.category_ids.clamp(min=0)) * weights.unsqueeze(-1)
+    def item_side(self, items: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``V`` ``[..., factor]`` and ``L + P`` ``[...]`` of ``items`` (any shape; every item by default)."""
+        if items is None:
+            items = torch.arange(self.num_items, device=self.category_ids.device)
+        category_ids = self.category_ids[items]  # [..., width], -1 where the item has fewer categories
+        present = category_ids >= 0
+        weights = present / present.sum(-1, keepdim=True).clamp(min=1)  # x_c = 1/|categories|
+        categories = category_ids.clamp(min=0)
+        category_vectors = self.category_factors(categories) * weights.unsqueeze(-1)
         # Features j of item i with values x_j: the item itself (x = 1) and its categories.
-        vectors = torch.cat([self.item_factors.weight.unsqueeze(1), category_vectors], dim=1)
-        summed = vectors.sum(1)
-        pairwise = 0.5 * (summed.pow(2).sum(-1) - vectors.pow(2).sum((1, 2)))
-        linear = self.item_bias + (self.category_bias[self.category_ids.clamp(min=0)] * weights).sum(1)
+        vectors = torch.cat([self.item_factors(items).unsqueeze(-2), category_vectors], dim=-2)
+        summed = vectors.sum(-2)
+        pairwise = 0.5 * (summed.pow(2).sum(-1) - vectors.pow(2).sum((-2, -1)))
+        linear = self.item_bias(items).squeeze(-1) + (self.category_bias(categories).squeeze(-1) * weights).sum(-1)
         return summed, linear + pairwise
 
     def item_id_parameters(self) -> list[nn.Parameter]:
-        return [self.item_factors.weight, self.item_bias]
+        return [self.item_factors.weight, self.item_bias.weight]
 
     def score(self, users: Tensor, items: Tensor, history: Tensor | None = None) -> Tensor:
-        vectors, item_terms = self.item_side()
+        vectors, item_terms = self.item_side(items)  # only the batch's items: the step follows the batch
         user_vectors = self.user_factors(users).unsqueeze(1)
-        return self.user_bias[users].unsqueeze(1) + item_terms[items] + (user_vectors * vectors[items]).sum(-1)
+        return self.user_bias(users) + item_terms + (user_vectors * vectors).sum(-1)
 
     def score_all(self, users: Tensor, history: Tensor | None = None) -> Tensor:
         vectors, item_terms = self.item_side()
-        return self.user_bias[users].unsqueeze(1) + item_terms + self.user_factors(users) @ vectors.T
+        return self.user_bias(users) + item_terms + self.user_factors(users) @ vectors.T

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
-from lightning_rec.models.base import Recommender, normal_embedding
+from lightning_rec.models.base import Recommender, bias_table, load_bias_vectors, normal_embedding
 from lightning_rec.nn.losses import RecommendationLoss
 
 
@@ -21,6 +20,8 @@ class MFBPR(Recommender):
         loss: ``bpr`` (the paper) or ``bce``.
         learning_rate: Adam learning rate.
         weight_decay: Adam weight decay (the BPR regulariser).
+        sparse_gradients: sparse gradients for the ID tables and biases, stepped by lazy Adam (only the rows
+            a batch looked up move: a step's cost follows the batch, not the catalog); needs weight_decay 0.
         top_k: evaluation cut-offs.
         predict_top_k: items returned per user by ``predict``.
 
@@ -40,19 +41,21 @@ class MFBPR(Recommender):
         weight_decay: float = 0.0,
         top_k: Sequence[int] = (5, 10, 20),
         predict_top_k: int = 10,
+        sparse_gradients: bool = False,
     ) -> None:
         super().__init__(num_users, num_items, loss, learning_rate, weight_decay, top_k, predict_top_k)
         self.save_hyperparameters()
-        self.user_embedding = normal_embedding(num_users, factor)
-        self.item_embedding = normal_embedding(num_items, factor)
-        self.item_bias = nn.Parameter(torch.zeros(num_items))
+        self.user_embedding = normal_embedding(num_users, factor, sparse=sparse_gradients)
+        self.item_embedding = normal_embedding(num_items, factor, sparse=sparse_gradients)
+        self.item_bias = bias_table(num_items, sparse=sparse_gradients)
+        load_bias_vectors(self, ["item_bias"])
 
     def item_id_parameters(self) -> list[nn.Parameter]:
-        return [self.item_embedding.weight, self.item_bias]
+        return [self.item_embedding.weight, self.item_bias.weight]
 
     def score(self, users: Tensor, items: Tensor, history: Tensor | None = None) -> Tensor:
         user_vectors = self.user_embedding(users).unsqueeze(1)
-        return (user_vectors * self.item_embedding(items)).sum(-1) + self.item_bias[items]
+        return (user_vectors * self.item_embedding(items)).sum(-1) + self.item_bias(items).squeeze(-1)
 
     def score_all(self, users: Tensor, history: Tensor | None = None) -> Tensor:
-        return self.user_embedding(users) @ self.item_embedding.weight.T + self.item_bias
+        return self.user_embedding(users) @ self.item_embedding.weight.T + self.item_bias.weight.T

@@ -45,6 +45,8 @@ class SASRec(Recommender):
         weight_decay: Adam weight decay.
         top_k: evaluation cut-offs.
         predict_top_k: items returned per user by ``predict``.
+        sparse_gradients: sparse gradients for the item table, stepped by lazy Adam: a step moves only the
+            rows it looked up (with ``sampled_softmax`` or ``bce``; full ``ce`` looks up every item).
 
     Example:
         >>> import torch
@@ -68,13 +70,21 @@ class SASRec(Recommender):
         weight_decay: float = 0.0,
         top_k: Sequence[int] = (5, 10, 20),
         predict_top_k: int = 10,
+        sparse_gradients: bool = False,
     ) -> None:
         if loss not in ("bce", "ce", "sampled_softmax"):
             raise ValueError(f"SASRec loss must be 'bce', 'ce' or 'sampled_softmax', got {loss!r}")
+        if sparse_gradients and loss == "ce":
+            raise ValueError(
+                "sparse_gradients=True pays only with loss='sampled_softmax' or 'bce' (full cross-entropy looks up "
+                "every item at every step): change the loss or leave sparse_gradients off"
+            )
         super().__init__(num_users, num_items, "bce", learning_rate, weight_decay, top_k, predict_top_k)
         self.save_hyperparameters()
         self.sequence_loss, self.num_negatives = loss, num_negatives
-        self.encoder = ItemSequenceEncoder(num_items, dim, max_length, num_layers, num_heads, dropout, causal=True)
+        self.encoder = ItemSequenceEncoder(
+            num_items, dim, max_length, num_layers, num_heads, dropout, causal=True, sparse=sparse_gradients
+        )
         #: Items that may be drawn as negatives (those with training interactions; set from the data module).
         self.num_negative_pool = num_items
 

@@ -92,6 +92,7 @@ class ItemSequenceEncoder(nn.Module):
         num_heads: attention heads.
         dropout: dropout on embeddings, attention and feed-forward.
         causal: each position sees only earlier ones (SASRec) or all (BERT4Rec).
+        sparse: sparse gradients for the item table (steps that look up a few items move only their rows).
 
     Example:
         >>> encoder = ItemSequenceEncoder(num_items=10, dim=8, max_length=4)
@@ -108,12 +109,13 @@ class ItemSequenceEncoder(nn.Module):
         num_heads: int = 1,
         dropout: float = 0.2,
         causal: bool = True,
+        sparse: bool = False,
     ) -> None:
         super().__init__()
         self.num_items, self.max_length, self.causal, self.num_heads = num_items, max_length, causal, num_heads
         self.mask_item = num_items
         # Rows: the catalog, [MASK], then padding (its row is never trained).
-        self.item_embedding = nn.Embedding(num_items + 2, dim, padding_idx=num_items + 1)
+        self.item_embedding = nn.Embedding(num_items + 2, dim, padding_idx=num_items + 1, sparse=sparse)
         self.position_embedding = nn.Embedding(max_length, dim)
         self.dropout = dropout
         self.layers = nn.ModuleList(SequenceBlock(dim, num_heads, dropout) for _ in range(num_layers))
