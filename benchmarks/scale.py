@@ -37,7 +37,8 @@ from benchmarks.common import add_output_arguments, markdown_table, pyplot, quie
 SIZES = {"100K": 100_000, "1M": 1_000_000, "5M": 5_000_000, "20M": 20_000_000, "100M": 100_000_000}
 COLUMNS = ["size", "users", "items", "setup_s", "setup_peak_rss_gb", "bytes_per_interaction",
            "arrays_bytes_per_interaction", "cached_setup_s", "negatives_s", "neumf_step_ms", "neumf_sparse_step_ms",
-           "sasrec_step_ms", "sampled_eval_s_per_1k_users", "full_eval_s_per_1k_users"]  # fmt: skip
+           "sasrec_step_ms", "sampled_eval_s_per_1k_users", "full_eval_s_per_1k_users", "ddp1_peak_pss_gb",
+           "ddp2_peak_pss_gb", "ddp_pss_ratio"]  # fmt: skip
 
 
 def rss_bytes() -> int:
@@ -125,13 +126,82 @@ def reuse(data: Path, prepared: Path, steps: int, eval_users: int) -> dict:
     return row
 
 
+def ddp_fit(data: Path, prepared: Path, devices: int, steps: int) -> dict:
+    """NeuMF (sparse gradients) for ``steps`` steps on ``devices`` CPU processes, reading the prepared arrays."""
+    from lightning_rec.models import NeuMF
+
+    L.seed_everything(0)
+    dm = data_module(data, prepared, batch_size=256, eval_protocols=["sampled"])
+    model = NeuMF(dm.num_users, dm.num_items, factor=16, num_layers=3, sparse_gradients=True)
+    trainer = quiet_trainer(accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto",
+                            max_steps=steps, limit_val_batches=0, num_sanity_val_steps=0)  # fmt: skip
+    trainer.fit(model, datamodule=dm)
+    return {"rank": trainer.global_rank, "steps": trainer.global_step, "peak_rss_gb": peak_rss_bytes() / 2**30}
+
+
+def process_tree_memory(root: int) -> tuple[float, float]:
+    """Summed RSS and PSS (GB) of ``root`` and its descendants: RSS counts a shared, memory-mapped page in every
+    process that reads it; PSS divides it among them, so the sum of PSS is what the processes cost together."""
+    import psutil
+
+    rss = pss = 0
+    try:
+        parent = psutil.Process(root)
+        for process in [parent, *parent.children(recursive=True)]:
+            try:
+                info = process.memory_full_info()
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            rss, pss = rss + info.rss, pss + info.pss
+    except psutil.NoSuchProcess:
+        pass
+    return rss / 2**30, pss / 2**30
+
+
+def ddp_memory(size: str, args) -> dict:
+    """Peak summed PSS and RSS of a ``--steps``-step fit on 1 process, then on 2 DDP processes."""
+    from lightning_rec.data.synthetic import write_synthetic_log
+
+    data = Path(args.data_dir) / size
+    if not (data / "interactions.parquet").is_file():
+        write_synthetic_log(data, SIZES[size], seed=0)
+    run_child("prepare", size, args)  # prepares the arrays unless the current code's are there: no fit parses
+    row = {}
+    for devices in (1, 2):
+        command = [sys.executable, "-m", "benchmarks.scale", "ddp-fit", "--size", size, "--data-dir", args.data_dir,
+                   "--devices", str(devices), "--steps", str(args.steps), "--threads", str(args.threads)]  # fmt: skip
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        peak_rss = peak_pss = 0.0
+        while process.poll() is None:
+            rss, pss = process_tree_memory(process.pid)
+            peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
+            time.sleep(0.25)
+        output = process.stdout.read()
+        results = [
+            json.loads(line.removeprefix("RESULT ")) for line in output.splitlines() if line.startswith("RESULT ")
+        ]
+        if process.returncode or len(results) != devices:
+            raise RuntimeError(f"the {devices}-process fit failed: {' | '.join(output.strip().splitlines()[-3:])}")
+        row[f"ddp{devices}_peak_pss_gb"] = round(peak_pss, 2)
+        row[f"ddp{devices}_peak_rss_sum_gb"] = round(peak_rss, 2)
+        row[f"ddp{devices}_ru_maxrss_sum_gb"] = round(sum(r["peak_rss_gb"] for r in results), 2)
+    row["ddp_pss_ratio"] = round(row["ddp2_peak_pss_gb"] / row["ddp1_peak_pss_gb"], 2)
+    return row
+
+
 def child(args) -> None:
     import lightning_rec.data_modules  # noqa: F401 - imported before the clocks start
     import lightning_rec.models  # noqa: F401
 
     torch.set_num_threads(args.threads)
     data, prepared = Path(args.data_dir) / args.size, Path(args.data_dir) / f"{args.size}-prepared"
-    result = prepare(data, prepared) if args.part == "prepare" else reuse(data, prepared, args.steps, args.eval_users)
+    if args.part == "prepare":
+        result = prepare(data, prepared)
+    elif args.part == "reuse":
+        result = reuse(data, prepared, args.steps, args.eval_users)
+    else:
+        result = ddp_fit(data, prepared, args.devices, args.steps)
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -169,6 +239,17 @@ def run(args) -> list[dict]:
     return rows
 
 
+def update_row(size: str, values: dict) -> None:
+    """Adds ``values`` to the row of ``size`` in the results file (a new row if it has none)."""
+    rows = json.loads(results_file().read_text()) if results_file().exists() else []
+    row = next((r for r in rows if r["size"] == size), None)
+    if row is None:
+        rows.append(row := {"size": size, "target_interactions": SIZES[size]})
+    row.update(values)
+    print(json.dumps({"size": size, **values}), flush=True)
+    merge([row])
+
+
 def results_file() -> Path:
     return results_dir() / "scale.json"
 
@@ -183,7 +264,7 @@ def merge(rows: list[dict]) -> list[dict]:
 
 def plot(rows: list[dict], path: Path) -> None:
     plt = pyplot()
-    rows = [r for r in rows if "error" not in r]
+    rows = [r for r in rows if "error" not in r and "interactions" in r]
     fig, ax = plt.subplots(figsize=(8, 5))
     sizes = [r["interactions"] for r in rows]
     for key, label in (("setup_s", "first setup (s)"), ("cached_setup_s", "second setup (s)"),
@@ -204,20 +285,25 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", nargs="?", choices=["run", "plot", "prepare", "reuse"], default="run",
-                        help="run the sizes (prepare, reuse: its child processes); plot --out's rows")  # fmt: skip
+    parser.add_argument("part", nargs="?", choices=["run", "plot", "ddp", "prepare", "reuse", "ddp-fit"],
+                        default="run", help="run the sizes; plot --out's rows; ddp: memory of a 1- and a 2-process "
+                        "fit of each size (prepare, reuse, ddp-fit: child processes)")  # fmt: skip
     parser.add_argument("--sizes", default="1M,5M,20M", help=f"comma-separated, of {list(SIZES)}")
     parser.add_argument("--size", help="child processes: the size to measure")
     parser.add_argument("--data-dir", default=".cache/lightning_rec/scale", help="the synthetic logs' folder")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--steps", type=int, default=40, help="training steps per fit (median after 5)")
     parser.add_argument("--eval-users", type=int, default=10_000, help="users of the sampled evaluation")
+    parser.add_argument("--devices", type=int, default=1, help="ddp-fit: processes")
     add_output_arguments(parser, "scale")
     args = parser.parse_args()
-    if args.part in ("prepare", "reuse"):
+    if args.part in ("prepare", "reuse", "ddp-fit"):
         child(args)
         return
     use_output_dir(args)
+    if args.part == "ddp":
+        for size in args.sizes.split(","):
+            update_row(size, ddp_memory(size, args))
     if args.part == "run":
         unknown = set(args.sizes.split(",")) - set(SIZES)
         if unknown:

@@ -188,18 +188,21 @@ class InteractionDataModule(L.LightningDataModule):
 
     def _parse_and_split(self) -> EncodedInteractions:
         parsed = self.preprocess(self.load_log())
-        interactions, cold, cold_test = parsed.interactions, None, None
+        interactions, items, ordering, name = parsed.interactions, parsed.items, parsed.ordering, parsed.name
+        del parsed  # from here on only the split parts hold rows: the whole table is freed before encoding
+        cold, cold_test = None, None
         if self.cold_item_fraction:
-            interactions, cold = hold_out_items(interactions, self.cold_item_fraction, self.seed, parsed.name)
-        interactions = drop_short_users(interactions, self.min_user_interactions, parsed.name)
-        train, validation, test = leave_one_out(interactions, parsed.ordering, self.seed)
+            interactions, cold = hold_out_items(interactions, self.cold_item_fraction, self.seed, name)
+        interactions = drop_short_users(interactions, self.min_user_interactions, name)
+        train, validation, test = leave_one_out(interactions, ordering, self.seed)
+        del interactions
         if cold is not None:
-            cold_test = cold[latest_per_user(cold, parsed.ordering, self.seed)]
-        data = encode(train, validation, test, parsed.items, parsed.name, cold, cold_test)
-        data.ordering = parsed.ordering
+            cold_test = cold[latest_per_user(cold, ordering, self.seed)]
+        data = encode(train, validation, test, items, name, cold, cold_test)
+        data.ordering = ordering
         log.info(
             "%s: %d users, %d items, %d train interactions, split by %s",
-            parsed.name, data.num_users, data.num_items, len(data.train_items), parsed.ordering,
+            name, data.num_users, data.num_items, len(data.train_items), ordering,
         )  # fmt: skip
         return data
 

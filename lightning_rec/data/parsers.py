@@ -401,7 +401,12 @@ def read_table(source, columns: list[str], what: str) -> pd.DataFrame:
         kind = "Parquet" if parquet_folder or path.suffix.lower() in _PARQUET_SUFFIXES else "CSV/TSV"
         raise DataFormatError(f"{path}: not a readable {kind} file "
                               f"({str(err).splitlines()[0]})") from None  # fmt: skip
-    return table.to_pandas()
+    # Arrow's buffers are freed column by column as pandas takes them, and the pool hands them back to the
+    # system: at 100M rows the table and its copy would otherwise both stay resident.
+    frame = table.to_pandas(split_blocks=True, self_destruct=True)
+    del table
+    pa.default_memory_pool().release_unused()
+    return frame
 
 
 def _require_columns(available: list[str], wanted: list[str], where: str) -> None:

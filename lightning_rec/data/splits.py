@@ -68,7 +68,7 @@ def order_within_users(interactions: pd.DataFrame, ordering: Ordering, seed: int
     Integer codes and two stable sorts instead of a three-key DataFrame sort: the same order, a fifth of the time
     and no copy of the table.
     """
-    users, _ = pd.factorize(interactions["user_id"], sort=True)  # codes in id order: the users' order
+    users = pd.factorize(interactions["user_id"], sort=True)[0]  # codes in id order: the users' order
     if ordering == "none":
         # A random order per user: sorting by a seeded random key is a uniform permutation.
         order = np.random.default_rng(seed).permutation(len(interactions))
@@ -77,10 +77,12 @@ def order_within_users(interactions: pd.DataFrame, ordering: Ordering, seed: int
     # Two stable sorts, by order and then by user: ties keep file order. torch's sort is 2x numpy's lexsort here.
     with warnings.catch_warnings():  # pandas hands out read-only arrays; sorting reads them, nothing writes
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        by_order = torch.sort(torch.as_tensor(order), stable=True).indices
-    permutation = by_order[torch.sort(torch.as_tensor(users)[by_order], stable=True).indices].numpy()
-    group_end = np.cumsum(np.bincount(users))[users[permutation]]
-    return permutation, group_end - 1 - np.arange(len(permutation))
+        by_order = torch.argsort(torch.as_tensor(order), stable=True)
+    permutation = by_order[torch.argsort(torch.as_tensor(users)[by_order], stable=True)].numpy()
+    del by_order
+    from_end = np.cumsum(np.bincount(users))[users[permutation]]
+    from_end -= 1 + np.arange(len(permutation))
+    return permutation, from_end
 
 
 def leave_one_out(
@@ -95,8 +97,11 @@ def leave_one_out(
         ``(train, validation, test)`` frames, each sorted by user and then order.
     """
     permutation, from_end = order_within_users(interactions, ordering, seed)
-    frame = interactions.reset_index(drop=True).iloc[permutation]
-    return frame[from_end >= 2], frame[from_end == 1], frame[from_end == 0]
+    # Each part takes its rows from the table once (no sorted copy of the whole table first): at 100M
+    # interactions that copy was the setup's peak.
+    parts = (from_end >= 2, from_end == 1, from_end == 0)
+    train, validation, test = (interactions.take(permutation[part]).reset_index(drop=True) for part in parts)
+    return train, validation, test
 
 
 def hold_out_items(
