@@ -1,7 +1,8 @@
 """Cost as data grows: setup, prepared-data reuse, negatives, training steps and evaluation from 1M to 100M rows.
 
     python -m benchmarks.scale --sizes 1M,5M,20M --out runs/scale
-    python -m benchmarks.scale --sizes 100M --out runs/scale      # rows are merged into --out's scale.json
+    python -m benchmarks.scale --sizes 100M --steps 1000 --dense-steps 40 --sasrec-steps 20 --out runs/scale
+    python -m benchmarks.scale ddp --sizes 20M --out runs/scale  # summed PSS of a 1- and a 2-process fit
     python -m benchmarks.scale plot --out runs/scale
 
 Data: :func:`lightning_rec.data.synthetic.synthetic_log` (seeded, MovieLens-shaped: log-normal user activity, Zipf
@@ -100,7 +101,7 @@ def prepare(data: Path, prepared: Path) -> dict:
             "arrays_bytes_per_interaction": round(arrays / interactions, 1)}  # fmt: skip
 
 
-def reuse(data: Path, prepared: Path, steps: int, eval_users: int) -> dict:
+def reuse(data: Path, prepared: Path, steps: int, eval_users: int, dense_steps: int, sasrec_steps: int) -> dict:
     """The second setup from the prepared arrays, then negatives, training steps and evaluation."""
     from lightning_rec.models import NeuMF, SASRec
 
@@ -111,17 +112,18 @@ def reuse(data: Path, prepared: Path, steps: int, eval_users: int) -> dict:
     start = time.perf_counter()
     dm._train_columns(0)
     row["negatives_s"] = round(time.perf_counter() - start, 2)
-    for key, sparse in (("neumf_step_ms", False), ("neumf_sparse_step_ms", True)):
+    for key, sparse, count in (("neumf_step_ms", False, dense_steps), ("neumf_sparse_step_ms", True, steps)):
         L.seed_everything(0)
         model = NeuMF(dm.num_users, dm.num_items, factor=16, num_layers=3, sparse_gradients=sparse)
-        row[key] = median_step_ms(model, dm, steps)
+        row[key] = median_step_ms(model, dm, count)
+    row.update(neumf_dense_steps=dense_steps, neumf_sparse_steps=steps, sasrec_steps=sasrec_steps)
     row["sampled_eval_s_per_1k_users"] = eval_seconds_per_1k(model, dm, eval_users)
     full = data_module(data, prepared, eval_batch_size=1000, eval_protocols=["full"])
     row["full_eval_s_per_1k_users"] = eval_seconds_per_1k(model, full, 1000)
     sequences = data_module(data, prepared, batch_size=128, train_mode="sequences", history_length=50)
     sasrec = SASRec(sequences.num_users, sequences.num_items, dim=64, max_length=50, num_layers=1, num_heads=1,
                     dropout=0.2, loss="ce")  # fmt: skip
-    row["sasrec_step_ms"] = median_step_ms(sasrec, sequences, steps)
+    row["sasrec_step_ms"] = median_step_ms(sasrec, sequences, sasrec_steps)
     row["peak_rss_gb"] = round(peak_rss_bytes() / 2**30, 2)
     return row
 
@@ -199,7 +201,8 @@ def child(args) -> None:
     if args.part == "prepare":
         result = prepare(data, prepared)
     elif args.part == "reuse":
-        result = reuse(data, prepared, args.steps, args.eval_users)
+        result = reuse(data, prepared, args.steps, args.eval_users, args.dense_steps or args.steps,
+                       args.sasrec_steps or args.steps)  # fmt: skip
     else:
         result = ddp_fit(data, prepared, args.devices, args.steps)
     print("RESULT " + json.dumps(result), flush=True)
@@ -208,6 +211,8 @@ def child(args) -> None:
 def run_child(part: str, size: str, args) -> dict:
     command = [sys.executable, "-m", "benchmarks.scale", part, "--size", size, "--data-dir", args.data_dir,
                "--threads", str(args.threads), "--steps", str(args.steps), "--eval-users", str(args.eval_users),
+               "--dense-steps", str(args.dense_steps or args.steps),
+               "--sasrec-steps", str(args.sasrec_steps or args.steps),
                "--out", args.out]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     done = subprocess.run(command, capture_output=True, text=True, env=env)
@@ -293,6 +298,8 @@ def main() -> None:
     parser.add_argument("--data-dir", default=".cache/lightning_rec/scale", help="the synthetic logs' folder")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--steps", type=int, default=40, help="training steps per fit (median after 5)")
+    parser.add_argument("--dense-steps", type=int, help="steps of the dense-Adam NeuMF fit (default: --steps)")
+    parser.add_argument("--sasrec-steps", type=int, help="steps of the SASRec fit (default: --steps)")
     parser.add_argument("--eval-users", type=int, default=10_000, help="users of the sampled evaluation")
     parser.add_argument("--devices", type=int, default=1, help="ddp-fit: processes")
     add_output_arguments(parser, "scale")
