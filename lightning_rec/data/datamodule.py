@@ -42,11 +42,7 @@ from torch.utils.data import DataLoader
 
 from lightning_rec.data.batching import Batch, BatchStream, csr, dense_mask, latest_items, stream_loader
 from lightning_rec.data.interactions import EncodedInteractions, encode
-from lightning_rec.data.negatives import (
-    InteractionSet,
-    sample_distinct_negatives,
-    sample_negatives,
-)
+from lightning_rec.data.negatives import InteractionSet, pair_keys, sample_distinct_negatives, sample_negatives
 from lightning_rec.data.prepared import load_prepared, preparation_key, recorded_logs, save_prepared
 from lightning_rec.data.splits import drop_short_users, hold_out_items, latest_per_user, leave_one_out
 from lightning_rec.data.tables import InteractionLog
@@ -199,7 +195,9 @@ class InteractionDataModule(L.LightningDataModule):
         if cold is not None:
             cold_test = cold[latest_per_user(cold, ordering, self.seed)]
         data = encode(train, validation, test, items, name, cold, cold_test)
+        del train, validation, test
         data.ordering = ordering
+        data.train_keys = pair_keys(data.train_users, data.train_items, data.num_warm_items)
         log.info(
             "%s: %d users, %d items, %d train interactions, split by %s",
             name, data.num_users, data.num_items, len(data.train_items), ordering,
@@ -296,6 +294,8 @@ class InteractionDataModule(L.LightningDataModule):
     @cached_property
     def train_pairs(self) -> InteractionSet:
         # Negatives come from warm items: a cold item must not be trained on, even as a negative.
+        if self.data.train_keys is not None:  # prepared: memory-mapped, one copy for every process
+            return InteractionSet.from_keys(self.data.train_keys, self.num_warm_items)
         return InteractionSet(self.data.train_users, self.data.train_items, self.num_warm_items)
 
     @cached_property

@@ -34,6 +34,8 @@ class EncodedInteractions:
         cold_users, cold_items: cold start: every (user, cold item) interaction of a user in the vocabulary.
         cold_test_items: cold start: ``[U]`` each user's cold test item (their latest interaction with a
             cold item), ``-1`` where the user has none.
+        train_keys: the distinct training pairs as sorted ``user * num_warm_items + item`` keys (the negative
+            samplers' membership test), kept with the prepared arrays so every process maps one copy.
     """
 
     user_ids: np.ndarray
@@ -51,6 +53,7 @@ class EncodedInteractions:
     cold_users: Tensor | None = None
     cold_items: Tensor | None = None
     cold_test_items: Tensor | None = None
+    train_keys: Tensor | None = None
 
     @property
     def num_users(self) -> int:

@@ -12,6 +12,11 @@ from torch import Tensor
 DRAW_CHUNK_ROWS = 1 << 18
 
 
+def pair_keys(users: Tensor, items: Tensor, num_items: int) -> Tensor:
+    """The distinct ``(user, item)`` pairs as sorted ``user * num_items + item`` keys."""
+    return torch.unique(users.long() * num_items + items.long())
+
+
 class InteractionSet:
     """Fast membership test for (user, item) pairs, as sorted ``user * num_items + item`` keys.
 
@@ -23,7 +28,14 @@ class InteractionSet:
 
     def __init__(self, users: Tensor, items: Tensor, num_items: int) -> None:
         self.num_items = num_items
-        self.keys = torch.unique(users.long() * num_items + items.long())  # sorted
+        self.keys = pair_keys(users, items, num_items)
+
+    @classmethod
+    def from_keys(cls, keys: Tensor, num_items: int) -> InteractionSet:
+        """The set of the sorted, distinct ``keys`` of :func:`pair_keys` (as prepared data keeps them)."""
+        pairs = cls.__new__(cls)
+        pairs.num_items, pairs.keys = num_items, keys
+        return pairs
 
     def contains(self, users: Tensor, items: Tensor, users_sorted: bool = False) -> Tensor:
         """True where ``(user, item)`` is in the set. With ``users_sorted`` (ascending), the search runs over

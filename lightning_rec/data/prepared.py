@@ -29,7 +29,7 @@ from lightning_rec.data.interactions import EncodedInteractions
 log = logging.getLogger(__name__)
 
 #: Bumped whenever parsing, splitting or encoding changes what a key's folder should hold.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def file_identity(value: Any) -> list | None:
