@@ -270,6 +270,8 @@ def merge(rows: list[dict]) -> list[dict]:
 def plot(rows: list[dict], path: Path) -> None:
     plt = pyplot()
     rows = [r for r in rows if "error" not in r and "interactions" in r]
+    if not rows:  # e.g. only ddp rows so far
+        return
     fig, ax = plt.subplots(figsize=(8, 5))
     sizes = [r["interactions"] for r in rows]
     for key, label in (("setup_s", "first setup (s)"), ("cached_setup_s", "second setup (s)"),
