@@ -41,10 +41,11 @@ class InteractionSet:
         """True where ``(user, item)`` is in the set. With ``users_sorted`` (ascending), the search runs over
         the keys of those users only: a cache-sized slice at tens of millions of keys."""
         query = users.long() * self.num_items + items.long()
-        keys, start = self.keys, 0
+        keys = self.keys
         if users_sorted and len(users):
-            start, end = torch.searchsorted(keys, torch.stack([users[0], users[-1] + 1]).long() * self.num_items)
-            keys, start = keys[start:end], int(start)
+            bounds = torch.stack([users[0], users[-1] + 1]).long() * self.num_items
+            first, end = torch.searchsorted(keys, bounds).tolist()
+            keys = keys[first:end]
         if len(keys) == 0:
             return torch.zeros_like(query, dtype=torch.bool)
         position = torch.searchsorted(keys, query).clamp_(max=len(keys) - 1)
