@@ -382,7 +382,7 @@ class InteractionDataModule(L.LightningDataModule):
         columns = {"user": users, "target_item": targets[users]}
         draw = None
         if "sampled" in self.eval_protocols:
-            draw = self._eval_negatives(users, self.all_pairs, self.seed + (1 if stage == "validate" else 2))
+            draw = self._eval_negative_draw(users, self.all_pairs, self.seed + (1 if stage == "validate" else 2))
         known = csr(*self.data.history(stage), self.num_users)
         return self._user_loader(columns, known, "full" in self.eval_protocols, always_masked=self.cold_items_mask,
                                  draw_negatives=draw)  # fmt: skip
@@ -404,7 +404,7 @@ class InteractionDataModule(L.LightningDataModule):
         evaluated[torch.as_tensor(positions)] = True
         return evaluated
 
-    def _eval_negatives(
+    def _eval_negative_draw(
         self, users: Tensor, exclude: InteractionSet, seed: int, offset: int = 0, pool: str = "items"
     ) -> Callable[[Tensor], Tensor]:
         """Draws distinct negatives for a batch's users from ``offset + [0, exclude.num_items)`` (the ``pool``),
@@ -438,11 +438,11 @@ class InteractionDataModule(L.LightningDataModule):
             seed = self.seed + 3
             if self.cold_ranking == "cold":
                 exclude = InteractionSet(data.cold_users, data.cold_items - warm, data.num_cold_items)
-                draw = self._eval_negatives(users, exclude, seed, offset=warm, pool="cold items")
+                draw = self._eval_negative_draw(users, exclude, seed, offset=warm, pool="cold items")
             else:
                 exclude = InteractionSet(torch.cat([warm_users, data.cold_users]),
                                          torch.cat([warm_items, data.cold_items]), self.num_items)  # fmt: skip
-                draw = self._eval_negatives(users, exclude, seed)
+                draw = self._eval_negative_draw(users, exclude, seed)
         masked = csr(torch.cat([warm_users, other_users]), torch.cat([warm_items, other_items]), self.num_users)
         warm_catalog = torch.arange(self.num_items) < warm if self.cold_ranking == "cold" else None
         history = csr(warm_users, warm_items, self.num_users)
