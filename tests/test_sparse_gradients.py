@@ -7,10 +7,10 @@ from lightning_rec.models import FMBPR, GMF, MFBPR, MLP, NeuMF, SASRec
 from lightning_rec.nn.optim import SparseDenseAdam
 
 
-def fit(model, dm, tmp_path, epochs: int = 4, **trainer_kwargs) -> L.Trainer:
+def fit(model, dm, tmp_path, epochs: int = 4, ckpt_path=None, **trainer_kwargs) -> L.Trainer:
     trainer = L.Trainer(max_epochs=epochs, logger=False, enable_progress_bar=False, enable_model_summary=False,
                         default_root_dir=tmp_path, num_sanity_val_steps=0, **trainer_kwargs)  # fmt: skip
-    trainer.fit(model, datamodule=dm)
+    trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
     return trainer
 
 
@@ -98,3 +98,31 @@ def test_bias_checkpoints_from_before_the_bias_tables_still_load():
     mf = MFBPR(2, 3, factor=4)
     mf.load_state_dict({**{k: v for k, v in mf.state_dict().items() if "bias" not in k}, "item_bias": torch.ones(3)})
     assert mf.item_bias.weight.sum() == 3
+
+
+def test_a_checkpoint_whose_adam_group_held_frozen_parameters_still_resumes(tmp_path):
+    # Before Adam skipped frozen parameters, its one group listed every parameter (a text model's frozen backbone
+    # too). Such a checkpoint must resume exactly as one saved by the current version.
+    dm = MovieLens1MDataModule(batch_size=512, eval_protocols=["sampled"], prepared_dir=None)
+
+    def model():
+        L.seed_everything(0)
+        gmf = GMF(dm.num_users, dm.num_items, factor=4)
+        gmf.branch.user_embedding.weight.requires_grad_(False)  # frozen, as a text model's backbone is
+        return gmf
+
+    first = fit(model(), dm, tmp_path / "first", epochs=1, limit_val_batches=0)
+    first.save_checkpoint(tmp_path / "new.ckpt")
+    checkpoint = torch.load(tmp_path / "new.ckpt", weights_only=False)
+    parameters = list(model().parameters())
+    trainable = [i for i, p in enumerate(parameters) if p.requires_grad]
+    optimizer = checkpoint["optimizer_states"][0]
+    optimizer["state"] = {trainable[key]: value for key, value in optimizer["state"].items()}
+    optimizer["param_groups"][0]["params"] = list(range(len(parameters)))
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+    resumed = {}
+    for name in ("new", "old"):
+        resumed[name] = model()
+        fit(resumed[name], dm, tmp_path / name, epochs=2, limit_val_batches=0, ckpt_path=tmp_path / f"{name}.ckpt")
+    for key, value in resumed["new"].state_dict().items():
+        assert torch.equal(value, resumed["old"].state_dict()[key]), key

@@ -166,6 +166,7 @@ class Recommender(L.LightningModule):
             torch.set_rng_state(checkpoint["torch_rng_state"])
         if "cuda_rng_states" in checkpoint and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(checkpoint["cuda_rng_states"])
+        _drop_frozen_parameters_from_optimizer_state(checkpoint, list(self.parameters()))
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, batch: Batch, stage: str) -> None:
@@ -282,6 +283,22 @@ def normal_embedding(count: int, dim: int, std: float = 0.01, sparse: bool = Fal
     embedding = nn.Embedding(count, dim, sparse=sparse)
     nn.init.normal_(embedding.weight, std=std)
     return embedding
+
+
+def _drop_frozen_parameters_from_optimizer_state(checkpoint: dict, parameters: list[nn.Parameter]) -> None:
+    """Checkpoints from before Adam skipped frozen parameters (November 2026) hold one Adam group over every
+    parameter, frozen ones included (they never had a gradient, so no state): renumber the group and its state
+    to the trainable parameters, so that such a run still resumes."""
+    states = checkpoint.get("optimizer_states") or []
+    if len(states) != 1 or len(states[0].get("param_groups", [])) != 1:
+        return
+    group = states[0]["param_groups"][0]
+    trainable = [index for index, parameter in enumerate(parameters) if parameter.requires_grad]
+    if len(group["params"]) != len(parameters) or len(trainable) == len(parameters):
+        return
+    renumber = {old: new for new, old in enumerate(trainable)}
+    states[0]["state"] = {renumber[key]: value for key, value in states[0]["state"].items() if key in renumber}
+    group["params"] = list(range(len(trainable)))
 
 
 def bias_table(count: int, sparse: bool = False) -> nn.Embedding:
