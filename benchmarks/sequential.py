@@ -358,12 +358,14 @@ def gpt4rec_rows() -> list[dict[str, Any]]:
              **{f"Recall@{k} (500)": r[f"Recall@{k}"] for k in RECALL_KS}} for r in picked]  # fmt: skip
 
 
-RECALL_ORDER = ["BERT4Rec", "SASRec", "TextSASRec-init", "TextSASRec-fuse", "BM25 (history as one query)"]
+RECALL_ORDER = ["FM-BPR", "ContentRec", "YouTubeDNN", "BERT4Rec", "SASRec", "TextSASRec-text", "TextSASRec-init",
+                "TextSASRec-fuse", "BM25 (history as one query)"]  # fmt: skip
 
 
 def recall_markdown(table: list[dict[str, Any]], sequential_rows: list[dict[str, Any]]) -> str:
-    """The README's Recall@5-40 table: the earlier all-user FM-BPR and YouTubeDNN rows of ``sequential_rows``, then
-    the rows of :func:`recall_table` averaged over seeds, on GPT4Rec's 500 users and on all users."""
+    """The README's Recall@5-40 table: the earlier all-user FM-BPR and YouTubeDNN rows of ``sequential_rows`` (unless
+    ``table`` has their refits), then the rows of :func:`recall_table` averaged over seeds, on GPT4Rec's 500 users
+    and on all users."""
 
     def mean(values: list[float | None]) -> str:
         present = [v for v in values if v is not None]
@@ -371,8 +373,9 @@ def recall_markdown(table: list[dict[str, Any]], sequential_rows: list[dict[str,
 
     lines = ["| model | item text | seeds | test users | " + " | ".join(f"Recall@{k}" for k in RECALL_KS) + " |",
              "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for row in sequential_rows:
-        if row["dataset"] == "beauty" and row["seed"] == 42 and row["model"] in ("FM-BPR", "YouTubeDNN"):
+    refitted = {row["model"] for row in table}
+    for row in sequential_rows:  # the earlier all-user rows of models not yet refitted with checkpoints
+        if row["dataset"] == "beauty" and row["seed"] == 42 and row["model"] in {"FM-BPR", "YouTubeDNN"} - refitted:
             values = " | ".join(f"{row[f'Recall@{k}']:.3f}" if f"Recall@{k}" in row else "-" for k in RECALL_KS)
             lines.append(f"| {row['model']} | none | 42 (earlier run) | all 22,363 | {values} |")
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
