@@ -385,7 +385,9 @@ def recall_markdown(table: list[dict[str, Any]], sequential_rows: list[dict[str,
     for (model, backbone), group in sorted(groups.items(), key=lambda item: (rank.get(item[0][0], 99), item[0][1])):
         seeds = ",".join(str(r["seed"]) for r in group)
         text = {"none": "none"}.get(backbone, backbone)
-        if model.startswith("GPT4Rec"):
+        if model == "ContentRec":
+            text = "minilm (titles only, no item IDs)"
+        elif model.startswith("GPT4Rec"):
             text = "SmolLM2-135M queries (LoRA, 300 steps) + BM25 over titles"
         elif model.startswith("BM25"):
             text = "BM25 over titles"
