@@ -142,10 +142,11 @@ def main() -> None:
             model, epochs = MLP(n, m, args.factor, args.num_layers, learning_rate=args.lr), args.epochs
         elif name == "NeuMF":
             model, epochs = NeuMF(n, m, args.factor, args.num_layers, learning_rate=args.lr), args.epochs
-        elif name in ("GMF-sparse", "NeuMF-sparse"):  # sparse gradients on the ID tables, lazy Adam
+        elif name in ("MF-BPR-sparse", "GMF-sparse", "NeuMF-sparse"):  # sparse gradients, lazy Adam
             sparse = dict(learning_rate=args.lr, sparse_gradients=True)
-            model = GMF(n, m, factor=args.factor, **sparse) if name == "GMF-sparse" else \
-                NeuMF(n, m, args.factor, args.num_layers, **sparse)  # fmt: skip
+            model = {"MF-BPR-sparse": lambda: MFBPR(n, m, factor=args.factor, **sparse),
+                     "GMF-sparse": lambda: GMF(n, m, factor=args.factor, **sparse),
+                     "NeuMF-sparse": lambda: NeuMF(n, m, args.factor, args.num_layers, **sparse)}[name]()  # fmt: skip
             epochs = args.epochs
         elif name == "NeuMF-pretrain":
             # The paper fine-tunes the pretrained fusion with a smaller step (it uses plain SGD).
