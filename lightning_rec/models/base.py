@@ -166,7 +166,8 @@ class Recommender(L.LightningModule):
             torch.set_rng_state(checkpoint["torch_rng_state"])
         if "cuda_rng_states" in checkpoint and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(checkpoint["cuda_rng_states"])
-        _drop_frozen_parameters_from_optimizer_state(checkpoint, list(self.parameters()))
+        if type(self).configure_optimizers is Recommender.configure_optimizers:  # a custom optimizer keeps its own
+            _drop_frozen_parameters_from_optimizer_state(checkpoint, list(self.parameters()))
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, batch: Batch, stage: str) -> None:
