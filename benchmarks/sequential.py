@@ -384,7 +384,7 @@ def recall_markdown(table: list[dict[str, Any]], sequential_rows: list[dict[str,
     rank = {model: i for i, model in enumerate(RECALL_ORDER)}
     for (model, backbone), group in sorted(groups.items(), key=lambda item: (rank.get(item[0][0], 99), item[0][1])):
         seeds = ",".join(str(r["seed"]) for r in group)
-        text = {"none": "none"}.get(backbone, backbone)
+        text = backbone
         if model == "ContentRec":
             text = "minilm (titles only, no item IDs)"
         elif model.startswith("GPT4Rec"):

@@ -111,3 +111,18 @@ class MyData(AmazonDataModule):
     assert "U0" in users and "U1" not in users
     assert len(list((tmp_path / "prep").iterdir())) == 2
     sys.modules.pop("my_data", None)
+
+
+@pytest.mark.parametrize("cold_item_fraction", [0.0, 0.2])
+def test_negatives_from_the_prepared_keys_equal_those_of_a_fresh_parse(tmp_path, cold_item_fraction):
+    # The prepared folder keeps the sorted training-pair keys; a wrong key layout (cold start numbers the warm
+    # items first) would draw other negatives, or seen items, without an error.
+    kept = MovieLens1MDataModule(prepared_dir=str(tmp_path), cold_item_fraction=cold_item_fraction)
+    kept.data  # noqa: B018 - prepares the folder
+    mapped = MovieLens1MDataModule(prepared_dir=str(tmp_path), cold_item_fraction=cold_item_fraction)
+    fresh = MovieLens1MDataModule(prepared_dir=None, cold_item_fraction=cold_item_fraction)
+    assert mapped.data.train_keys is not None and fresh.data.train_keys is None
+    for epoch in (0, 1):
+        assert torch.equal(
+            mapped._train_columns(epoch)["negative_items"], fresh._train_columns(epoch)["negative_items"]
+        )

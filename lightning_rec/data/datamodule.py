@@ -179,6 +179,8 @@ class InteractionDataModule(L.LightningDataModule):
         with recorded_logs() as records:
             data = self._parse_and_split()
         if folder is not None:
+            # Kept with the arrays so every process maps one copy; unkept data builds them when negatives are drawn.
+            data.train_keys = pair_keys(data.train_users, data.train_items, data.num_warm_items)
             save_prepared(data, folder, records)
         return data
 
@@ -197,7 +199,6 @@ class InteractionDataModule(L.LightningDataModule):
         data = encode(train, validation, test, items, name, cold, cold_test)
         del train, validation, test
         data.ordering = ordering
-        data.train_keys = pair_keys(data.train_users, data.train_items, data.num_warm_items)
         log.info(
             "%s: %d users, %d items, %d train interactions, split by %s",
             name, data.num_users, data.num_items, len(data.train_items), ordering,

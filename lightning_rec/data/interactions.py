@@ -35,7 +35,8 @@ class EncodedInteractions:
         cold_test_items: cold start: ``[U]`` each user's cold test item (their latest interaction with a
             cold item), ``-1`` where the user has none.
         train_keys: the distinct training pairs as sorted ``user * num_warm_items + item`` keys (the negative
-            samplers' membership test), kept with the prepared arrays so every process maps one copy.
+            samplers' membership test), kept with the prepared arrays so every process maps one copy; ``None``
+            for data that is not kept (the data module builds them when it first draws negatives).
     """
 
     user_ids: np.ndarray
