@@ -58,12 +58,13 @@ def bare_loop_seconds_per_epoch(datamodule, factor: int, num_layers: int, lr: fl
     model = NeuMF(datamodule.num_users, datamodule.num_items, factor=factor, num_layers=num_layers)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     columns = datamodule._train_columns(epoch=0)  # same shuffled positives and negatives
-    batch_size = datamodule.batch_size
-    num_batches = min(max_batches, -(-len(columns["user"]) // batch_size))
+    order, batch_size = columns.pop("order"), datamodule.batch_size
+    num_batches = min(max_batches, -(-len(order) // batch_size))
     start = time.perf_counter()
     for i in range(num_batches):
+        rows = order[i * batch_size : (i + 1) * batch_size]
         users, items, negatives = (
-            columns[k][i * batch_size : (i + 1) * batch_size].long() for k in ("user", "item", "negative_items")
+            columns[k][rows].long() for k in ("user", "item", "negative_items")
         )  # int64 batches, as the loader hands out
         scores = model.score(users, torch.cat([items.unsqueeze(1), negatives], dim=1))  # as Recommender does
         loss = recommendation_loss(scores[:, :1], scores[:, 1:], "bce")
@@ -71,7 +72,7 @@ def bare_loop_seconds_per_epoch(datamodule, factor: int, num_layers: int, lr: fl
         loss.backward()
         optimizer.step()
     elapsed = time.perf_counter() - start
-    return elapsed * (-(-len(columns["user"]) // batch_size)) / num_batches
+    return elapsed * (-(-len(order) // batch_size)) / num_batches
 
 
 def alternating_epoch_timing(datamodule, args, rounds: int) -> dict:

@@ -126,3 +126,34 @@ def test_too_few_unseen_items_names_the_users(tmp_path):
     dm = MovieLens100KDataModule(str(write_ml100k(tmp_path)), num_eval_negatives=12)  # 15 items, 6 seen each
     with pytest.raises(ValueError, match=r"12 users have fewer than num_eval_negatives=12 .*user ids \['1', '10'"):
         dm.test_dataloader()
+
+
+def test_kept_rows_get_the_draws_of_the_whole_draw(monkeypatch):
+    monkeypatch.setattr("lightning_rec.data.negatives.DRAW_CHUNK_ROWS", 7)  # kept rows in several chunks
+    exclude = InteractionSet(torch.tensor([0, 1, 2]), torch.tensor([0, 1, 2]), num_items=30)
+    users = torch.arange(3).repeat_interleave(10)
+    every = sample_negatives(users, 4, exclude, torch.Generator().manual_seed(3))
+    keep = torch.tensor([0, 6, 6, 7, 20, 29])  # repeats: a process's share wraps around at the epoch's end
+    kept = sample_negatives(users, 4, exclude, torch.Generator().manual_seed(3), keep=keep)
+    assert torch.equal(kept, every[keep])
+
+
+@pytest.mark.parametrize("options", [{}, {"history_length": 3}, {"train_mode": "sequences", "history_length": 4}])
+def test_each_process_builds_only_its_batches_and_they_equal_one_processs(monkeypatch, options):
+    # Under DDP a process holds its share of the epoch, not all of it; its batches (negatives included) must be
+    # exactly those a single process would run at the same places, or the process count would change the run.
+    dm = MovieLens1MDataModule(batch_size=96, **options)
+    single = list(dm.train_dataloader())
+    built = []
+    make_columns = dm._train_columns if dm.train_mode == "pairs" else dm._sequence_columns
+    monkeypatch.setattr(dm, "_train_columns" if dm.train_mode == "pairs" else "_sequence_columns",
+                        lambda epoch, positions: built.append(positions) or make_columns(epoch, positions))  # fmt: skip
+    for rank in range(3):
+        monkeypatch.setattr("lightning_rec.data.batching.rank_and_world_size", lambda rank=rank: (rank, 3))
+        shard = list(dm.train_dataloader())
+        assert len(built[-1]) < len(single) * dm.batch_size / 2  # a third of the rows, plus at most one batch
+        for i, batch in enumerate(shard):
+            expected = single[(rank + 3 * i) % len(single)]
+            assert batch.keys() == expected.keys()
+            for key in batch:
+                assert torch.equal(batch[key], expected[key]), (rank, i, key)

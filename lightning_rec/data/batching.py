@@ -25,16 +25,22 @@ def rank_and_world_size() -> tuple[int, int]:
 
 
 class BatchStream(IterableDataset):
-    """Yields batches sliced from whole-epoch columns: ``make_columns(epoch)`` builds the columns
+    """Yields batches cut from whole-epoch columns: ``make_columns(epoch)`` builds the columns
     once per epoch (shuffling, negative sampling: vectorised), then each batch is a slice (int32
     index columns become int64), passed through ``finish_batch`` if given (e.g. to add a dense mask
-    that would not fit for all rows).
+    that would not fit for all rows). If the columns hold an ``order`` column, the epoch's ``i``-th row is
+    row ``order[i]`` of the others: rows stay where they were built (e.g. in user order, as negatives are
+    drawn) and each batch gathers its own, instead of the epoch being copied into its shuffled order.
 
     Each process takes every ``world_size``-th batch. For training (``even_shards=True``) the
     shards are padded by wrapping around so every rank runs the same number of steps, as
     ``DistributedSampler`` does; evaluation streams are not padded, so no example is counted twice.
     ``start_fn`` (called when iteration starts) says how many of this process's batches to skip,
     so a run resumed mid-epoch does not replay them.
+
+    With ``positions_only``, ``make_columns(epoch, positions)`` builds only the epoch's rows at ``positions``
+    (this process's batches still to run, in order), or all rows when ``positions`` is ``None``: under DDP each
+    process then holds its own share of the epoch, not all of it.
 
     Use it through :func:`stream_loader`.
     """
@@ -43,17 +49,19 @@ class BatchStream(IterableDataset):
         self,
         num_rows: int,
         batch_size: int,
-        make_columns: Callable[[int], Batch],
+        make_columns: Callable[..., Batch],
         finish_batch: Callable[[Batch], Batch] | None = None,
         epoch_fn: Callable[[], int] = lambda: 0,
         even_shards: bool = False,
         start_fn: Callable[[], int] = lambda: 0,
+        positions_only: bool = False,
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.num_rows, self.batch_size = num_rows, batch_size
         self.make_columns, self.finish_batch = make_columns, finish_batch
         self.epoch_fn, self.even_shards, self.start_fn = epoch_fn, even_shards, start_fn
+        self.positions_only = positions_only
 
     def _batch_indices(self) -> list[int]:
         num_batches = math.ceil(self.num_rows / self.batch_size)
@@ -67,11 +75,30 @@ class BatchStream(IterableDataset):
         return len(self._batch_indices())
 
     def __iter__(self) -> Iterator[Batch]:
-        columns = self.make_columns(self.epoch_fn())
-        for batch_index in self._batch_indices()[self.start_fn() :]:
-            start = batch_index * self.batch_size
-            batch = {key: _int64(value[start : start + self.batch_size]) for key, value in columns.items()}
+        batch_indices = self._batch_indices()[self.start_fn() :]
+        starts = [index * self.batch_size for index in batch_indices]
+        lengths = [min(self.batch_size, self.num_rows - start) for start in starts]
+        if not self.positions_only:
+            columns = self.make_columns(self.epoch_fn())
+        elif batch_indices == list(range(len(batch_indices))) and sum(lengths) == self.num_rows:
+            columns = self.make_columns(self.epoch_fn(), None)  # every row, in order: no index needed
+        else:
+            starts, positions = _concatenated(starts, lengths)
+            columns = self.make_columns(self.epoch_fn(), positions)
+            del positions  # not held for the whole epoch
+        order = columns.pop("order", None)
+        for start, length in zip(starts, lengths):
+            rows = slice(start, start + length) if order is None else order[start : start + length]
+            batch = {key: _int64(value[rows]) for key, value in columns.items()}
             yield self.finish_batch(batch) if self.finish_batch else batch
+
+
+def _concatenated(starts: list[int], lengths: list[int]) -> tuple[list[int], Tensor]:
+    """The row ranges ``[start, start + length)`` laid end to end: their new starts, and the rows they hold."""
+    length = torch.tensor(lengths, dtype=torch.long)
+    new_starts = torch.cumsum(length, 0) - length
+    offset_in_range = torch.arange(int(length.sum())) - new_starts.repeat_interleave(length)
+    return new_starts.tolist(), torch.tensor(starts, dtype=torch.long).repeat_interleave(length) + offset_in_range
 
 
 def _int64(column: Tensor) -> Tensor:

@@ -318,23 +318,26 @@ class InteractionDataModule(L.LightningDataModule):
     def _epoch(self) -> int:
         return self.trainer.current_epoch if self.trainer is not None else 0
 
-    def _train_columns(self, epoch: int) -> Batch:
+    def _train_columns(self, epoch: int, positions: Tensor | None = None) -> Batch:
         data = self.data
         generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        order = torch.randperm(len(data.train_items), generator=generator)
-        # Drawn in user order (train_users is sorted), then shuffled: the membership test stays local.
-        # The shuffle's random reads dominate at scale: one gather of packed 32-bit rows, not one per column
-        # (the loader hands out int64 batches).
-        packed = torch.empty(len(order), 2 + self.num_negatives, dtype=torch.int32)
-        packed[:, 0], packed[:, 1] = data.train_users, data.train_items
-        sample_negatives(data.train_users, self.num_negatives, self.train_pairs, generator, out=packed[:, 2:])
-        packed = packed[order]
-        columns = {"user": packed[:, 0], "item": packed[:, 1], "negative_items": packed[:, 2:]}
+        order = _shuffled(len(data.train_items), generator)
+        # Negatives are drawn in user order (train_users is sorted: the membership test stays local) and the
+        # rows stay in that order; each batch gathers its own through ``order``. Without a share, the user and
+        # item columns are the (memory-mapped) training arrays themselves: nothing is copied.
+        if positions is None:
+            kept, rows = None, {"user": data.train_users, "item": data.train_items}
+        else:
+            kept, order = _distinct_ascending(order[positions], len(order))
+            rows = {"user": data.train_users[kept].int(), "item": data.train_items[kept].int()}
+        rows["negative_items"] = torch.empty(len(order), self.num_negatives, dtype=torch.int32)
+        sample_negatives(data.train_users, self.num_negatives, self.train_pairs, generator, out=rows["negative_items"],
+                         keep=kept)  # fmt: skip
         if data.train_ratings is not None:
-            columns["rating"] = data.train_ratings[order]
-        if self.history_length:
-            columns["row"] = order  # the history is cut per batch, from the positive's position
-        return columns
+            rows["rating"] = data.train_ratings if kept is None else data.train_ratings[kept]
+        if self.history_length:  # the history is cut per batch, from the positive's position
+            rows["row"] = torch.arange(len(order), dtype=torch.int32) if kept is None else kept
+        return {**rows, "order": order}
 
     def _add_train_history(self, batch: Batch) -> Batch:
         row = batch.pop("row")
@@ -342,12 +345,18 @@ class InteractionDataModule(L.LightningDataModule):
         batch["history"] = latest_items(data.train_indptr, data.train_items, batch["user"], row, self.history_length)
         return batch
 
-    def _sequence_columns(self, epoch: int) -> Batch:
+    def _sequence_columns(self, epoch: int, positions: Tensor | None = None) -> Batch:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        users = torch.randperm(self.num_users, generator=generator)
-        negatives = sample_negatives(torch.arange(self.num_users), self.history_length, self.train_pairs, generator)
-        negatives = negatives[users]
-        return {"user": users, "negative_items": negatives}
+        order = _shuffled(self.num_users, generator)
+        if positions is None:
+            kept, users = None, torch.arange(self.num_users)
+        else:
+            kept, order = _distinct_ascending(order[positions], self.num_users)
+            users = kept
+        negatives = sample_negatives(
+            torch.arange(self.num_users), self.history_length, self.train_pairs, generator, keep=kept
+        )
+        return {"user": users, "negative_items": negatives, "order": order}
 
     def _add_sequences(self, batch: Batch) -> Batch:
         indptr, items, users = self.data.train_indptr, self.data.train_items, batch["user"]
@@ -362,7 +371,7 @@ class InteractionDataModule(L.LightningDataModule):
             finish = self._add_train_history if self.history_length else None
         stream = BatchStream(
             rows, self.batch_size, make_columns, finish_batch=finish, epoch_fn=self._epoch,
-            even_shards=True, start_fn=self._batches_done_this_epoch,
+            even_shards=True, start_fn=self._batches_done_this_epoch, positions_only=True,
         )  # fmt: skip
         return stream_loader(stream)
 
@@ -505,3 +514,19 @@ def _plain(value: Any) -> bool:
     if isinstance(value, dict):
         return all(isinstance(key, str) and _plain(item) for key, item in value.items())
     return False
+
+
+def _shuffled(num_rows: int, generator: torch.Generator) -> Tensor:
+    """A random permutation of ``num_rows`` rows, as 32-bit indices where they fit (half the memory of an epoch's
+    order; the permutation and the generator's next draws are those of the 64-bit one)."""
+    dtype = torch.int32 if num_rows < 2**31 else torch.long
+    return torch.randperm(num_rows, generator=generator, dtype=dtype)
+
+
+def _distinct_ascending(share: Tensor, num_rows: int) -> tuple[Tensor, Tensor]:
+    """The distinct rows of ``share`` (indices below ``num_rows``) in ascending order, and for each entry of
+    ``share`` its place among them. A mask and a running count: no sort of the share."""
+    taken = torch.zeros(num_rows, dtype=torch.bool)
+    taken[share] = True
+    place = taken.cumsum(0, dtype=torch.int32)[share] - 1
+    return torch.nonzero(taken).squeeze(1), place

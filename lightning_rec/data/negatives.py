@@ -53,7 +53,10 @@ class InteractionSet:
 
     @cached_property
     def _counts(self) -> Tensor:
-        return torch.bincount(self.keys // self.num_items)
+        # The keys are sorted by user: each user's count is the gap between its first key and the next user's.
+        last_user = int(self.keys[-1]) // self.num_items if len(self.keys) else -1
+        bounds = torch.arange(last_user + 2, dtype=torch.long) * self.num_items
+        return torch.searchsorted(self.keys, bounds).diff()
 
     def count_per_user(self, num_users: int) -> Tensor:
         """Known items of each user ``0..num_users-1`` (computed once: samplers ask every epoch)."""
@@ -106,6 +109,7 @@ def sample_negatives(
     generator: torch.Generator,
     max_rounds: int = 100,
     out: Tensor | None = None,
+    keep: Tensor | None = None,
 ) -> Tensor:
     """Uniformly samples ``num_negatives`` items per user that are not in ``exclude``.
 
@@ -116,17 +120,28 @@ def sample_negatives(
     :data:`DRAW_CHUNK_ROWS`; passing ``users`` sorted (and permuting the result) keeps the membership
     test's lookups local, which is what makes it fast at tens of millions of rows.
 
+    ``keep`` (ascending row indices, repeats allowed) returns only those rows' draws. Every row is still
+    drawn, so a row's negatives do not depend on which rows are kept: a process keeps its own share of an
+    epoch and gets the draws a single process would.
+
     Returns:
-        ``[len(users), num_negatives]`` item indices: ``out`` if given (any integer dtype), else a new int64 tensor.
+        ``[len(keep or users), num_negatives]`` item indices: ``out`` if given (any integer dtype), else a new
+        int64 tensor.
     """
     known = exclude.count_per_user(int(users.max()) + 1 if len(users) else 0)
     if len(users) and bool((known[users] >= exclude.num_items).any()):
         full = torch.unique(users[known[users] >= exclude.num_items]).tolist()
         raise TooFewUnseenItems(full, 1)
-    negatives = torch.empty(len(users), num_negatives, dtype=torch.long) if out is None else out
+    num_rows = len(users) if keep is None else len(keep)
+    negatives = torch.empty(num_rows, num_negatives, dtype=torch.long) if out is None else out
     for start in range(0, len(users), DRAW_CHUNK_ROWS):
         chunk = users[start : start + DRAW_CHUNK_ROWS]
-        negatives[start : start + len(chunk)] = _draw_unseen(chunk, num_negatives, exclude, generator, max_rounds)
+        drawn = _draw_unseen(chunk, num_negatives, exclude, generator, max_rounds)
+        if keep is None:
+            negatives[start : start + len(chunk)] = drawn
+        else:
+            first, end = torch.searchsorted(keep, torch.tensor([start, start + len(chunk)])).tolist()
+            negatives[first:end] = drawn[keep[first:end] - start]
     return negatives
 
 
