@@ -58,14 +58,12 @@ def bare_loop_seconds_per_epoch(datamodule, factor: int, num_layers: int, lr: fl
     model = NeuMF(datamodule.num_users, datamodule.num_items, factor=factor, num_layers=num_layers)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     columns = datamodule._train_columns(epoch=0)  # same shuffled positives and negatives
-    order, batch_size = columns.pop("order"), datamodule.batch_size
+    order, batch_size, data = columns["order"], datamodule.batch_size, datamodule.data
     num_batches = min(max_batches, -(-len(order) // batch_size))
     start = time.perf_counter()
     for i in range(num_batches):
-        rows = order[i * batch_size : (i + 1) * batch_size]
-        users, items, negatives = (
-            columns[k][rows].long() for k in ("user", "item", "negative_items")
-        )  # int64 batches, as the loader hands out
+        rows = order[i * batch_size : (i + 1) * batch_size].long()  # int64 batches, as the loader hands out
+        users, items, negatives = data.train_users[rows], data.train_items[rows], columns["negative_items"][rows].long()
         scores = model.score(users, torch.cat([items.unsqueeze(1), negatives], dim=1))  # as Recommender does
         loss = recommendation_loss(scores[:, :1], scores[:, 1:], "bce")
         optimizer.zero_grad(set_to_none=True)

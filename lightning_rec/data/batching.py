@@ -29,8 +29,9 @@ class BatchStream(IterableDataset):
     once per epoch (shuffling, negative sampling: vectorised), then each batch is a slice (int32
     index columns become int64), passed through ``finish_batch`` if given (e.g. to add a dense mask
     that would not fit for all rows). If the columns hold an ``order`` column, the epoch's ``i``-th row is
-    row ``order[i]`` of the others: rows stay where they were built (e.g. in user order, as negatives are
-    drawn) and each batch gathers its own, instead of the epoch being copied into its shuffled order.
+    stored row ``order[i]`` of the others: rows stay where they were built (e.g. in user order, as negatives are
+    drawn) and each batch gathers its own, instead of the epoch being copied into its shuffled order. Such a
+    batch also gets ``row``, the stored rows it took, unless the columns hold their own ``row``.
 
     Each process takes every ``world_size``-th batch. For training (``even_shards=True``) the
     shards are padded by wrapping around so every rank runs the same number of steps, as
@@ -88,8 +89,10 @@ class BatchStream(IterableDataset):
             del positions  # not held for the whole epoch
         order = columns.pop("order", None)
         for start, length in zip(starts, lengths):
-            rows = slice(start, start + length) if order is None else order[start : start + length]
+            rows = slice(start, start + length) if order is None else _int64(order[start : start + length])
             batch = {key: _int64(value[rows]) for key, value in columns.items()}
+            if order is not None:
+                batch.setdefault("row", rows)
             yield self.finish_batch(batch) if self.finish_batch else batch
 
 

@@ -321,45 +321,36 @@ class InteractionDataModule(L.LightningDataModule):
     def _train_columns(self, epoch: int, positions: Tensor | None = None) -> Batch:
         data = self.data
         generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        order = _shuffled(len(data.train_items), generator)
-        # Negatives are drawn in user order (train_users is sorted: the membership test stays local) and the
-        # rows stay in that order; each batch gathers its own through ``order``. Without a share, the user and
-        # item columns are the (memory-mapped) training arrays themselves: nothing is copied.
-        if positions is None:
-            kept, rows = None, {"user": data.train_users, "item": data.train_items}
-        else:
-            kept, order = _distinct_ascending(order[positions], len(order))
-            rows = {"user": data.train_users[kept].int(), "item": data.train_items[kept].int()}
-        rows["negative_items"] = torch.empty(len(order), self.num_negatives, dtype=torch.int32)
-        sample_negatives(data.train_users, self.num_negatives, self.train_pairs, generator, out=rows["negative_items"],
-                         keep=kept)  # fmt: skip
-        if data.train_ratings is not None:
-            rows["rating"] = data.train_ratings if kept is None else data.train_ratings[kept]
-        if self.history_length:  # the history is cut per batch, from the positive's position
-            rows["row"] = torch.arange(len(order), dtype=torch.int32) if kept is None else kept
-        return {**rows, "order": order}
+        # Negatives are drawn in user order (train_users is sorted: the membership test stays local) and stay
+        # in that order: each batch gathers its rows through ``order``, and its users and items straight from
+        # the (memory-mapped) training arrays.
+        columns, stored = _epoch_layout(_shuffled(len(data.train_items), generator), positions)
+        num_stored = len(data.train_items) if stored is None else len(stored)
+        negatives = torch.empty(num_stored, self.num_negatives, dtype=torch.int32)
+        sample_negatives(data.train_users, self.num_negatives, self.train_pairs, generator, out=negatives, keep=stored)
+        return {**columns, "negative_items": negatives}
 
-    def _add_train_history(self, batch: Batch) -> Batch:
-        row = batch.pop("row")
-        data = self.data
-        batch["history"] = latest_items(data.train_indptr, data.train_items, batch["user"], row, self.history_length)
+    def _add_train_rows(self, batch: Batch) -> Batch:
+        row, data = batch.pop("row"), self.data
+        batch["user"], batch["item"] = data.train_users[row], data.train_items[row]
+        if data.train_ratings is not None:
+            batch["rating"] = data.train_ratings[row]
+        if self.history_length:  # cut from the positive's position
+            batch["history"] = latest_items(
+                data.train_indptr, data.train_items, batch["user"], row, self.history_length
+            )
         return batch
 
     def _sequence_columns(self, epoch: int, positions: Tensor | None = None) -> Batch:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-        order = _shuffled(self.num_users, generator)
-        if positions is None:
-            kept, users = None, torch.arange(self.num_users)
-        else:
-            kept, order = _distinct_ascending(order[positions], self.num_users)
-            users = kept
-        negatives = sample_negatives(
-            torch.arange(self.num_users), self.history_length, self.train_pairs, generator, keep=kept
-        )
-        return {"user": users, "negative_items": negatives, "order": order}
+        columns, stored = _epoch_layout(_shuffled(self.num_users, generator), positions)
+        users = torch.arange(self.num_users)
+        negatives = sample_negatives(users, self.history_length, self.train_pairs, generator, keep=stored)
+        return {**columns, "negative_items": negatives}
 
     def _add_sequences(self, batch: Batch) -> Batch:
-        indptr, items, users = self.data.train_indptr, self.data.train_items, batch["user"]
+        indptr, items = self.data.train_indptr, self.data.train_items
+        users = batch["user"] = batch.pop("row")
         batch["sequence_items"] = latest_items(indptr, items, users, indptr[users + 1], self.history_length + 1)
         return batch
 
@@ -367,8 +358,7 @@ class InteractionDataModule(L.LightningDataModule):
         if self.train_mode == "sequences":
             rows, make_columns, finish = self.num_users, self._sequence_columns, self._add_sequences
         else:
-            rows, make_columns = len(self.data.train_items), self._train_columns
-            finish = self._add_train_history if self.history_length else None
+            rows, make_columns, finish = len(self.data.train_items), self._train_columns, self._add_train_rows
         stream = BatchStream(
             rows, self.batch_size, make_columns, finish_batch=finish, epoch_fn=self._epoch,
             even_shards=True, start_fn=self._batches_done_this_epoch, positions_only=True,
@@ -523,10 +513,15 @@ def _shuffled(num_rows: int, generator: torch.Generator) -> Tensor:
     return torch.randperm(num_rows, generator=generator, dtype=dtype)
 
 
-def _distinct_ascending(share: Tensor, num_rows: int) -> tuple[Tensor, Tensor]:
-    """The distinct rows of ``share`` (indices below ``num_rows``) in ascending order, and for each entry of
-    ``share`` its place among them. A mask and a running count: no sort of the share."""
-    taken = torch.zeros(num_rows, dtype=torch.bool)
+def _epoch_layout(order: Tensor, positions: Tensor | None) -> tuple[Batch, Tensor | None]:
+    """How an epoch in ``order`` is stored for :class:`BatchStream`: every row in place (``positions`` is
+    ``None``), or only the distinct rows at ``positions`` (a process's share), ascending, under a ``row`` column.
+    Also returns those stored rows (``None``: all), for which the epoch's draws are kept."""
+    if positions is None:
+        return {"order": order}, None
+    share = order[positions]
+    taken = torch.zeros(len(order), dtype=torch.bool)
     taken[share] = True
-    place = taken.cumsum(0, dtype=torch.int32)[share] - 1
-    return torch.nonzero(taken).squeeze(1), place
+    place = taken.cumsum(0, dtype=torch.int32)[share] - 1  # each share entry's place among the stored rows
+    stored = torch.nonzero(taken).squeeze(1).to(order.dtype)
+    return {"row": stored, "order": place}, stored

@@ -140,7 +140,8 @@ def sample_negatives(
         if keep is None:
             negatives[start : start + len(chunk)] = drawn
         else:
-            first, end = torch.searchsorted(keep, torch.tensor([start, start + len(chunk)])).tolist()
+            bounds = torch.tensor([start, start + len(chunk)], dtype=keep.dtype)
+            first, end = torch.searchsorted(keep, bounds).tolist()
             negatives[first:end] = drawn[keep[first:end] - start]
     return negatives
 
