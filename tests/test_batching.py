@@ -25,3 +25,14 @@ def test_dense_mask_from_csr():
     indptr, indices = csr(torch.tensor([1, 0, 1]), torch.tensor([4, 2, 0]), num_users=3)
     mask = dense_mask(indptr, indices, torch.tensor([1, 2]), num_columns=5)
     assert mask.tolist() == [[True, False, False, False, True], [False] * 5]
+
+
+def test_an_order_column_gathers_rows_and_the_columns_stay_intact():
+    # A make_columns that returns the same dict every epoch must give the same batches every epoch.
+    columns = {"item": torch.arange(10, 15), "order": torch.tensor([4, 0, 3, 1, 2], dtype=torch.int32)}
+    stream = BatchStream(5, 2, lambda epoch: columns)
+    for _ in range(2):
+        batches = list(stream)
+        assert [b["item"].tolist() for b in batches] == [[14, 10], [13, 11], [12]]
+        assert [b["row"].dtype for b in batches] == [torch.int64] * 3  # the stored rows, as int64
+    assert set(columns) == {"item", "order"}

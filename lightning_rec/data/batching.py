@@ -44,6 +44,11 @@ class BatchStream(IterableDataset):
     process then holds its own share of the epoch, not all of it.
 
     Use it through :func:`stream_loader`.
+
+    Example:
+        >>> columns = {"item": torch.tensor([10, 11, 12]), "order": torch.tensor([2, 0, 1])}
+        >>> [batch["item"].tolist() for batch in BatchStream(3, 2, lambda epoch: columns)]
+        [[12, 10], [11]]
     """
 
     def __init__(
@@ -87,10 +92,10 @@ class BatchStream(IterableDataset):
             starts, positions = _concatenated(starts, lengths)
             columns = self.make_columns(self.epoch_fn(), positions)
             del positions  # not held for the whole epoch
-        order = columns.pop("order", None)
+        order = columns.get("order")
         for start, length in zip(starts, lengths):
             rows = slice(start, start + length) if order is None else _int64(order[start : start + length])
-            batch = {key: _int64(value[rows]) for key, value in columns.items()}
+            batch = {key: _int64(value[rows]) for key, value in columns.items() if key != "order"}
             if order is not None:
                 batch.setdefault("row", rows)
             yield self.finish_batch(batch) if self.finish_batch else batch
