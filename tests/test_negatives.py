@@ -136,6 +136,8 @@ def test_kept_rows_get_the_draws_of_the_whole_draw(monkeypatch):
     keep = torch.tensor([0, 6, 6, 7, 20, 29])  # repeats: a process's share wraps around at the epoch's end
     kept = sample_negatives(users, 4, exclude, torch.Generator().manual_seed(3), keep=keep)
     assert torch.equal(kept, every[keep])
+    with pytest.raises(ValueError, match="ascending"):  # a search over unsorted rows would return other rows' draws
+        sample_negatives(users, 4, exclude, torch.Generator().manual_seed(3), keep=keep.flip(0))
 
 
 @pytest.mark.parametrize("options", [{}, {"history_length": 3}, {"train_mode": "sequences", "history_length": 4}])
@@ -144,10 +146,9 @@ def test_each_process_builds_only_its_batches_and_they_equal_one_processs(monkey
     # exactly those a single process would run at the same places, or the process count would change the run.
     dm = MovieLens1MDataModule(batch_size=96, **options)
     single = list(dm.train_dataloader())
-    built = []
-    make_columns = dm._train_columns if dm.train_mode == "pairs" else dm._sequence_columns
-    monkeypatch.setattr(dm, "_train_columns" if dm.train_mode == "pairs" else "_sequence_columns",
-                        lambda epoch, positions: built.append(positions) or make_columns(epoch, positions))  # fmt: skip
+    built, name = [], "_train_columns" if dm.train_mode == "pairs" else "_sequence_columns"
+    make_columns = getattr(dm, name)
+    monkeypatch.setattr(dm, name, lambda epoch, positions: built.append(positions) or make_columns(epoch, positions))
     for rank in range(3):
         monkeypatch.setattr("lightning_rec.data.batching.rank_and_world_size", lambda rank=rank: (rank, 3))
         shard = list(dm.train_dataloader())

@@ -117,8 +117,8 @@ def sample_negatives(
     colliding (users who have seen nearly the whole catalog) are drawn exactly from their unseen
     items, so sampling succeeds whenever a user has one unseen item. Draws are with replacement across
     a user's negatives (as in NCF); the result depends only on the generator. Rows go in chunks of
-    :data:`DRAW_CHUNK_ROWS`; passing ``users`` sorted (and permuting the result) keeps the membership
-    test's lookups local, which is what makes it fast at tens of millions of rows.
+    :data:`DRAW_CHUNK_ROWS`; passing ``users`` sorted (and taking the rows in another order afterwards) keeps the
+    membership test's lookups local, which is what makes it fast at tens of millions of rows.
 
     ``keep`` (ascending row indices, repeats allowed) returns only those rows' draws. Every row is still
     drawn, so a row's negatives do not depend on which rows are kept: a process keeps its own share of an
@@ -132,6 +132,8 @@ def sample_negatives(
     if len(users) and bool((known[users] >= exclude.num_items).any()):
         full = torch.unique(users[known[users] >= exclude.num_items]).tolist()
         raise TooFewUnseenItems(full, 1)
+    if keep is not None and bool((keep[1:] < keep[:-1]).any()):
+        raise ValueError("keep must list row indices in ascending order (sort them, then reorder the result)")
     num_rows = len(users) if keep is None else len(keep)
     negatives = torch.empty(num_rows, num_negatives, dtype=torch.long) if out is None else out
     for start in range(0, len(users), DRAW_CHUNK_ROWS):
