@@ -99,7 +99,8 @@ def build_model(name: str, dm, args) -> L.LightningModule:
     n, m, common = dm.num_users, dm.num_items, {"top_k": TOP_K}
     sequence = dict(dim=args.dim, max_length=args.max_length, **common)
     # eSASRec's Beauty settings (blondered/transformer_benchmark), --dim and --loss aside.
-    published = dict(num_layers=1, num_heads=1, dropout=0.2, loss=args.loss, num_negatives=256)
+    published = dict(num_layers=1, num_heads=1, dropout=0.2, loss=args.loss, num_negatives=256,
+                     shared_negatives=args.negatives == "shared")  # fmt: skip
     if name == "SASRec":
         return SASRec(n, m, **sequence, **published, learning_rate=1e-3)
     if name in TEXT_SEQUENCE_MODELS:
@@ -133,15 +134,20 @@ def build_model(name: str, dm, args) -> L.LightningModule:
 
 
 def row_key(row: dict[str, Any]) -> tuple:
-    return tuple(row.get(k) for k in ("dataset", "model", "backbone", "seed", "dim", "strategy", "loss"))
+    return tuple(row.get(k) for k in ("dataset", "model", "backbone", "seed", "dim", "strategy", "loss", "negatives"))
 
 
 def run_identity(name: str, seed: int, args) -> dict[str, Any]:
     """The fields that name a run (its :func:`row_key`), so a finished run is found and skipped."""
     is_text = name in TEXT_SEQUENCE_MODELS
-    return {"dataset": args.dataset, "model": name, "backbone": args.backbone if is_text else "none", "seed": seed,
-            "dim": None if name == "ItemPop" else args.dim, "strategy": args.strategy if is_text else None,
-            "loss": args.loss if name == "SASRec" or is_text else None}  # fmt: skip
+    identity = {"dataset": args.dataset, "model": name, "backbone": args.backbone if is_text else "none",
+                "seed": seed, "dim": None if name == "ItemPop" else args.dim,
+                "strategy": args.strategy if is_text else None,
+                "loss": args.loss if name == "SASRec" or is_text else None}  # fmt: skip
+    # Named only when not the default, so the rows and checkpoint folders of shared-negative fits keep their names.
+    if identity["loss"] == "sampled_softmax" and args.negatives != "shared":
+        identity["negatives"] = args.negatives
+    return identity
 
 
 def checkpoint_dir(args, identity: dict[str, Any]) -> Path:
@@ -245,12 +251,16 @@ def mean_sd(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
-def headline(rows: list[dict[str, Any]], dataset: str = "beauty", loss: str = "ce", dim: int = 64) -> str:
+def headline(
+    rows: list[dict[str, Any]], dataset: str = "beauty", loss: str = "ce", dim: int = 64, negatives: str = "shared"
+) -> str:
     """The README's headline table: SASRec against TextSASRec, one line per model and backbone, over seeds,
-    from the rows of one recipe (``loss``, ``dim``, 1 block, early stopping on validation NDCG@10)."""
+    from the rows of one recipe (``loss``, ``dim``, ``negatives`` of a sampled softmax, 1 block, early stopping
+    on validation NDCG@10)."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        if row["dataset"] == dataset and row.get("loss") == loss and row.get("dim") == dim:
+        recipe = (row.get("loss"), row.get("dim"), row.get("negatives", "shared"))
+        if row["dataset"] == dataset and recipe == (loss, dim, negatives):
             groups.setdefault((row["model"], row["backbone"], row.get("strategy")), []).append(row)
     baseline = statistics.mean(r["NDCG@10"] for r in groups.get(("SASRec", "none", None), [{"NDCG@10": float("nan")}]))
     lines = ["| model | item text | seeds | NDCG@10 | HR@10 (= Recall@10) | NDCG@10 without unrankable users | "
@@ -327,6 +337,7 @@ def recall_table(args, run_folders: list[Path]) -> list[dict[str, Any]]:
             settings = argparse.Namespace(**{**vars(args), "out": str(folder), "dim": row.get("dim") or args.dim,
                                              "strategy": row.get("strategy") or "fast",
                                              "loss": row.get("loss") or args.loss,
+                                             "negatives": row.get("negatives", "shared"),
                                              "backbone": backbone})  # fmt: skip
             best = checkpoint_dir(settings, run_identity(row["model"], row["seed"], settings)) / "best.ckpt"
             is_text = row["model"] in TEXT_SEQUENCE_MODELS
@@ -420,8 +431,15 @@ def main() -> None:
     parser.add_argument("--dynamic-layers", type=int, default=1, help="hybrid: backbone blocks run live")
     parser.add_argument("--dynamic-items-per-step", type=int, default=128, help="hybrid: live items per step")
     parser.add_argument("--refresh-every", type=int, default=50, help="hybrid: steps between cache refreshes")
-    parser.add_argument("--loss", choices=["sampled_softmax", "ce"], default="sampled_softmax",
-                        help="loss of SASRec and TextSASRec (1 block, 1 head)")  # fmt: skip
+    parser.add_argument(
+        "--loss",
+        choices=["sampled_softmax", "ce"],
+        default="sampled_softmax",
+        help="loss of SASRec and TextSASRec (1 block, 1 head)",
+    )
+    parser.add_argument("--negatives", choices=["shared", "per-position"], default="shared",
+                        help="sampled softmax: one draw of 256 per step shared by every position, or a draw per "
+                             "position (as eSASRec trains in RecTools)")  # fmt: skip
     parser.add_argument("--max-epochs", type=int, default=200)
     parser.add_argument("--patience", type=int, default=20, help="epochs without a better val NDCG@10")
     parser.add_argument("--max-length", type=int, default=50, help="sequence length (history items)")
@@ -438,7 +456,8 @@ def main() -> None:
         print(f"wrote {plot(out, args.dataset)}")
         return
     if args.command == "headline":
-        print(headline(json.loads((out / "sequential.json").read_text()), args.dataset, args.loss, args.dim))
+        rows = json.loads((out / "sequential.json").read_text())
+        print(headline(rows, args.dataset, args.loss, args.dim, args.negatives))
         return
     if not args.data:
         parser.error("--data is required: the folder of the dataset's files")

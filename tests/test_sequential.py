@@ -54,11 +54,14 @@ def test_sequences_mode_needs_a_length():
         AmazonDataModule(sequence_file="a", titles_file="b", train_mode="sequences")
 
 
-@pytest.mark.parametrize("loss", ["ce", "bce"])
-def test_sasrec_learns_the_planted_successor(tmp_path, loss):
+@pytest.mark.parametrize(
+    ("loss", "shared_negatives"), [("ce", True), ("bce", True), ("sampled_softmax", True), ("sampled_softmax", False)]
+)
+def test_sasrec_learns_the_planted_successor(tmp_path, loss, shared_negatives):
     L.seed_everything(0)
     dm = sequence_datamodule(tmp_path)
-    model = SASRec(dm.num_users, dm.num_items, dim=32, max_length=6, dropout=0.0, loss=loss, learning_rate=5e-3)
+    model = SASRec(dm.num_users, dm.num_items, dim=32, max_length=6, dropout=0.0, loss=loss, num_negatives=8,
+                   shared_negatives=shared_negatives, learning_rate=5e-3)  # fmt: skip
     metrics = fit_test(model, dm, epochs=25 if loss == "ce" else 40)
     assert metrics["test/full/HR@10"] > 0.9  # chance: 10 of ~33 unseen items
 

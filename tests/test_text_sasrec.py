@@ -13,7 +13,7 @@ from lightning_rec.callbacks import MetadataCacheCallback
 from lightning_rec.data_modules import AmazonDataModule
 from lightning_rec.models import SASRec, TextSASRec
 from lightning_rec.models.text_sasrec import principal_components
-from lightning_rec.nn.losses import shared_negatives_softmax
+from lightning_rec.nn.losses import sampled_softmax
 from lightning_rec.nn.sequence import ItemSequenceEncoder, trim_left_padding
 
 COLORS = ("red", "blue")
@@ -56,7 +56,7 @@ def test_old_checkpoints_of_the_sequence_encoder_still_load():
     ItemSequenceEncoder(num_items=5, dim=8, max_length=3, num_layers=1).load_state_dict(old)
 
 
-def test_shared_negatives_softmax_equals_the_softmax_over_the_candidates():
+def test_sampled_softmax_equals_the_softmax_over_the_candidates():
     torch.manual_seed(0)
     hidden, positives, negatives = torch.randn(4, 8), torch.randn(4, 8), torch.randn(5, 8)
     hits = torch.zeros(4, 5, dtype=torch.bool)
@@ -65,7 +65,20 @@ def test_shared_negatives_softmax_equals_the_softmax_over_the_candidates():
     for row in range(4):
         candidates = torch.cat([positives[row : row + 1], negatives[~hits[row]]])
         expected.append(-torch.log_softmax(candidates @ hidden[row], 0)[0])
-    loss = shared_negatives_softmax(hidden, positives, negatives, hits)
+    loss = sampled_softmax(hidden, positives, negatives, hits)
+    assert loss == pytest.approx(float(torch.stack(expected).mean()), abs=1e-6)
+
+
+def test_sampled_softmax_with_negatives_of_each_row_equals_the_softmax_over_its_candidates():
+    torch.manual_seed(0)
+    hidden, positives, negatives = torch.randn(4, 8), torch.randn(4, 8), torch.randn(4, 5, 8)
+    hits = torch.zeros(4, 5, dtype=torch.bool)
+    hits[2, 0] = True
+    expected = []
+    for row in range(4):
+        candidates = torch.cat([positives[row : row + 1], negatives[row][~hits[row]]])
+        expected.append(-torch.log_softmax(candidates @ hidden[row], 0)[0])
+    loss = sampled_softmax(hidden, positives, negatives, hits)
     assert loss == pytest.approx(float(torch.stack(expected).mean()), abs=1e-6)
 
 

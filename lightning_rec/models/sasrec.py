@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightning_rec.models.base import Batch, Recommender, require_history, require_sequences
-from lightning_rec.nn.losses import shared_negatives_softmax
+from lightning_rec.nn.losses import sampled_softmax
 from lightning_rec.nn.sequence import ItemSequenceEncoder, trim_left_padding
 
 SequenceLoss = Literal["bce", "ce", "sampled_softmax"]
@@ -23,9 +23,10 @@ class SASRec(Recommender):
 
     ``loss="bce"`` is the paper's: each next item against one sampled negative. ``loss="ce"`` is
     full cross-entropy over the catalog, which Klenitskiy & Vasilev (RecSys 2023) show is much
-    stronger. ``loss="sampled_softmax"`` is cross-entropy against ``num_negatives`` uniform negatives
-    drawn once per step and shared by every position (as gSASRec/eSASRec train): close to full CE at a
-    fraction of its cost on large catalogs. Train with the data module's ``train_mode="sequences"``;
+    stronger. ``loss="sampled_softmax"`` is cross-entropy against ``num_negatives`` uniform negatives,
+    drawn once per step and shared by every position, or drawn for each position on its own with
+    ``shared_negatives=False`` (as eSASRec trains in RecTools): close to full CE at a fraction of its
+    cost on large catalogs. Train with the data module's ``train_mode="sequences"``;
     ``history_length`` is the maximum sequence length (the paper uses 50 for Beauty, 200 for
     MovieLens-1M). Batches are cut to their longest sequence, which is exact.
 
@@ -41,6 +42,8 @@ class SASRec(Recommender):
             ``sampled_softmax`` (softmax over the positive and ``num_negatives`` shared negatives).
         num_negatives: negatives per step for ``sampled_softmax``, drawn uniformly from the items with
             training interactions; a negative equal to a position's own target is left out of its softmax.
+        shared_negatives: with ``sampled_softmax``, one draw of ``num_negatives`` per step shared by every
+            position (cheap), or (False) a draw of its own for every position (more distinct negatives a step).
         learning_rate: Adam learning rate.
         weight_decay: Adam weight decay.
         top_k: evaluation cut-offs.
@@ -66,6 +69,7 @@ class SASRec(Recommender):
         dropout: float = 0.2,
         loss: SequenceLoss = "ce",
         num_negatives: int = 256,
+        shared_negatives: bool = True,
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
         top_k: Sequence[int] = (5, 10, 20),
@@ -81,7 +85,7 @@ class SASRec(Recommender):
             )
         super().__init__(num_users, num_items, "bce", learning_rate, weight_decay, top_k, predict_top_k)
         self.save_hyperparameters()
-        self.sequence_loss, self.num_negatives = loss, num_negatives
+        self.sequence_loss, self.num_negatives, self.shared_negatives = loss, num_negatives, shared_negatives
         self.encoder = ItemSequenceEncoder(
             num_items, dim, max_length, num_layers, num_heads, dropout, causal=True, sparse=sparse_gradients
         )
@@ -126,8 +130,9 @@ class SASRec(Recommender):
         if self.sequence_loss == "ce":
             lookup = self.item_lookup(torch.arange(self.num_items, device=sequences.device))
         elif self.sequence_loss == "sampled_softmax":
-            negatives = torch.randint(self.num_negative_pool, (self.num_negatives,), device=sequences.device)
-            lookup = self.item_lookup(torch.cat([sequences.flatten(), negatives]))
+            shape = (self.num_negatives,) if self.shared_negatives else (int(valid.sum()), self.num_negatives)
+            negatives = torch.randint(self.num_negative_pool, shape, device=sequences.device)
+            lookup = self.item_lookup(torch.cat([sequences.flatten(), negatives.flatten()]))
         else:
             negatives = batch["negative_items"][:, -inputs.shape[1] :][valid]
             lookup = self.item_lookup(torch.cat([sequences.flatten(), negatives]))
@@ -136,8 +141,8 @@ class SASRec(Recommender):
         if self.sequence_loss == "ce":
             return F.cross_entropy(hidden @ lookup(torch.arange(self.num_items, device=hidden.device)).T, targets)
         if self.sequence_loss == "sampled_softmax":
-            hits = targets.unsqueeze(1) == negatives.unsqueeze(0)
-            return shared_negatives_softmax(hidden, lookup(targets), lookup(negatives), hits)
+            hits = targets.unsqueeze(1) == negatives  # [N, K], shared negatives broadcast over the rows
+            return sampled_softmax(hidden, lookup(targets), lookup(negatives), hits)
         positive_logits = (hidden * lookup(targets)).sum(-1)
         negative_logits = (hidden * lookup(negatives)).sum(-1)
         return F.binary_cross_entropy_with_logits(

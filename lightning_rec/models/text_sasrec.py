@@ -82,7 +82,8 @@ class TextSASRec(ItemTextCacheMixin, SASRec):
         num_heads: attention heads.
         dropout: dropout rate.
         loss: ``sampled_softmax``, ``ce`` or ``bce`` (see :class:`SASRec`).
-        num_negatives: shared negatives per step for ``sampled_softmax``.
+        num_negatives: negatives per step (or per position) for ``sampled_softmax``.
+        shared_negatives: one draw per step shared by every position, or (False) one per position.
         learning_rate: Adam learning rate.
         weight_decay: Adam weight decay.
         top_k: evaluation cut-offs.
@@ -121,6 +122,7 @@ class TextSASRec(ItemTextCacheMixin, SASRec):
         dropout: float = 0.2,
         loss: SequenceLoss = "sampled_softmax",
         num_negatives: int = 256,
+        shared_negatives: bool = True,
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
         top_k: Sequence[int] = (5, 10, 20),
@@ -128,8 +130,11 @@ class TextSASRec(ItemTextCacheMixin, SASRec):
     ) -> None:
         if item_representation not in ("init", "fuse", "text"):
             raise ValueError(f"item_representation must be 'init', 'fuse' or 'text', got {item_representation!r}")
-        super().__init__(num_users, num_items, dim, max_length, num_layers, num_heads, dropout, loss, num_negatives,
-                         learning_rate, weight_decay, top_k, predict_top_k)  # fmt: skip
+        super().__init__(
+            num_users, num_items, dim, max_length, num_layers, num_heads, dropout, loss, num_negatives,
+            shared_negatives=shared_negatives, learning_rate=learning_rate, weight_decay=weight_decay, top_k=top_k,
+            predict_top_k=predict_top_k,
+        )  # fmt: skip
         self.save_hyperparameters()
         check_per_item(item_texts, num_items, "item_texts")
         self.item_representation = item_representation

@@ -48,25 +48,28 @@ def info_nce(first_view: Tensor, second_view: Tensor, temperature: float = 0.1) 
     return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
 
 
-def shared_negatives_softmax(
+def sampled_softmax(
     hidden: Tensor, positive_vectors: Tensor, negative_vectors: Tensor, accidental_hits: Tensor
 ) -> Tensor:
-    """Sampled softmax with negatives shared by every row: cross-entropy of each positive among
-    itself and the ``K`` shared negatives.
+    """Sampled softmax: cross-entropy of each positive among itself and ``K`` sampled negatives.
 
-    ``hidden`` ``[N, D]`` (one row per prediction), ``positive_vectors`` ``[N, D]``, ``negative_vectors``
-    ``[K, D]``; ``accidental_hits`` ``[N, K]`` is True where a negative is the row's own positive, whose
-    logit is dropped. Uniform negatives need no log-Q correction (every item has the same ``log Q``,
-    which cancels in the softmax).
+    ``hidden`` ``[N, D]`` (one row per prediction), ``positive_vectors`` ``[N, D]``; ``negative_vectors`` is
+    ``[K, D]`` when every row shares the same negatives or ``[N, K, D]`` when each row has its own;
+    ``accidental_hits`` ``[N, K]`` is True where a negative is the row's own positive, whose logit is
+    dropped. Uniform negatives need no log-Q correction (every item has the same ``log Q``, which cancels
+    in the softmax).
 
     Example:
         >>> hidden = torch.tensor([[1.0, 0.0]])
-        >>> loss = shared_negatives_softmax(hidden, hidden, torch.tensor([[1.0, 0.0], [0.0, 1.0]]),
-        ...                                 torch.tensor([[True, False]]))
+        >>> loss = sampled_softmax(hidden, hidden, torch.tensor([[1.0, 0.0], [0.0, 1.0]]),
+        ...                        torch.tensor([[True, False]]))
         >>> round(float(loss), 4)  # the hit is dropped: log(1 + e^0 / e^1)
         0.3133
     """
     positive = (hidden * positive_vectors).sum(-1, keepdim=True)
-    negative = (hidden @ negative_vectors.T).masked_fill(accidental_hits, float("-inf"))
-    logits = torch.cat([positive, negative], dim=1)
+    if negative_vectors.dim() == 2:
+        negative = hidden @ negative_vectors.T
+    else:
+        negative = torch.bmm(negative_vectors, hidden.unsqueeze(-1)).squeeze(-1)
+    logits = torch.cat([positive, negative.masked_fill(accidental_hits, float("-inf"))], dim=1)
     return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
