@@ -57,7 +57,7 @@ def lightning_epoch(dm, options: dict, epochs: int) -> float:
 def bare_epoch(dm, options: dict, epochs: int) -> float:
     L.seed_everything(0)
     model = build(dm, options)
-    model.num_negative_pool = dm.num_warm_items
+    model.num_training_items = dm.num_warm_items
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     for _ in range(epochs):

@@ -7,7 +7,7 @@ import torch
 from lightning_rec.data.parsers import parse_movielens_1m
 from lightning_rec.data.synthetic import EMBEDDED_DIR
 from lightning_rec.data_modules import MovieLens1MDataModule
-from lightning_rec.models import ContentRec, NeuMF
+from lightning_rec.models import BERT4Rec, ContentRec, NeuMF, SASRec
 
 
 def cold_datamodule(**kwargs) -> MovieLens1MDataModule:
@@ -126,3 +126,23 @@ def test_predict_never_returns_a_cold_item_the_user_has():
     for row, user in enumerate(batch["user"].tolist()):
         mine = data.cold_items[data.cold_users == user]
         assert bool(batch["seen_mask"][row, mine].all())
+
+
+@pytest.mark.parametrize(
+    ("model_class", "options"),
+    [(SASRec, {"loss": "ce"}), (SASRec, {"loss": "sampled_softmax", "shared_negatives": False}), (BERT4Rec, {})],
+)
+def test_full_and_sampled_softmax_never_train_a_held_out_item(model_class, options):
+    # A held-out item in the training softmax would be pushed down as a negative: a text model then learns
+    # to bury exactly the new items it is meant to surface.
+    L.seed_everything(0)
+    dm = cold_datamodule(train_mode="sequences", history_length=10, batch_size=64)
+    model = model_class(dm.num_users, dm.num_items, dim=8, max_length=10, num_layers=1, **options)
+    table = model.encoder.item_embedding.weight
+    before = table.detach().clone()
+    trainer = L.Trainer(max_steps=3, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(model, datamodule=dm)
+    warm = dm.num_warm_items
+    assert not torch.equal(table[:warm], before[:warm])
+    assert torch.equal(table[warm : dm.num_items], before[warm : dm.num_items])

@@ -59,6 +59,10 @@ class Recommender(L.LightningModule):
         self.num_users, self.num_items = num_users, num_items
         self.loss_kind, self.learning_rate, self.weight_decay = loss, learning_rate, weight_decay
         self.predict_top_k = predict_top_k
+        #: Items with training interactions, indices ``0..num_training_items-1`` (all of them unless the data
+        #: module holds items out for cold start): the classes of a full training softmax and the pool of sampled
+        #: negatives. A held-out item must not be trained even as a negative, or a text model learns to bury it.
+        self.num_training_items = num_items
         self.metrics = nn.ModuleDict(
             {f"{stage}_{protocol}": RankingMetrics(top_k) for stage in ("val", "test") for protocol in PROTOCOL_KEYS}
         )
@@ -71,6 +75,7 @@ class Recommender(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         check_sizes_match(self, self.trainer.datamodule)
+        self.num_training_items = getattr(self.trainer.datamodule, "num_warm_items", self.num_items)
 
     # ------------------------------------------------------------------ the scoring interface
     def score(self, users: Tensor, items: Tensor, history: Tensor | None = None) -> Tensor:
@@ -122,9 +127,8 @@ class Recommender(L.LightningModule):
 
     def _fill_cold_items(self) -> None:
         # The data module says how many items had training interactions (all of them unless cold start).
-        trained = getattr(self.trainer.datamodule, "num_warm_items", self.num_items)
-        if trained < self.num_items:
-            self.fill_untrained_items(trained)
+        if self.num_training_items < self.num_items:
+            self.fill_untrained_items(self.num_training_items)
 
     def on_validation_start(self) -> None:
         self._fill_cold_items()

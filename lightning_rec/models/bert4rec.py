@@ -88,4 +88,5 @@ class BERT4Rec(Recommender):
         masked[:, -1] |= ~masked.any(1) & real[:, -1]
         inputs = sequences.masked_fill(masked, self.encoder.mask_item)
         hidden = self.encoder(inputs)[masked]
-        return F.cross_entropy(hidden @ self.encoder.output_embeddings().T, sequences[masked])
+        classes = self.encoder.output_embeddings()[: self.num_training_items]
+        return F.cross_entropy(hidden @ classes.T, sequences[masked])

@@ -38,8 +38,9 @@ class SASRec(Recommender):
         num_layers: Transformer blocks.
         num_heads: attention heads.
         dropout: dropout rate.
-        loss: ``bce`` (one sampled negative per position), ``ce`` (softmax over all items) or
-            ``sampled_softmax`` (softmax over the positive and ``num_negatives`` shared negatives).
+        loss: ``bce`` (one sampled negative per position), ``ce`` (softmax over every item with training
+            interactions: a cold-start item held out stays out) or ``sampled_softmax`` (softmax over the positive
+            and ``num_negatives`` negatives).
         num_negatives: negatives per step for ``sampled_softmax``, drawn uniformly from the items with
             training interactions; a negative equal to a position's own target is left out of its softmax.
         shared_negatives: with ``sampled_softmax``, one draw of ``num_negatives`` per step shared by every
@@ -89,12 +90,6 @@ class SASRec(Recommender):
         self.encoder = ItemSequenceEncoder(
             num_items, dim, max_length, num_layers, num_heads, dropout, causal=True, sparse=sparse_gradients
         )
-        #: Items that may be drawn as negatives (those with training interactions; set from the data module).
-        self.num_negative_pool = num_items
-
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
-        self.num_negative_pool = getattr(self.trainer.datamodule, "num_warm_items", self.num_items)
 
     # ------------------------------------------------------------------ item vectors (text models override)
     def item_lookup(self, items: Tensor) -> ItemLookup:
@@ -128,10 +123,10 @@ class SASRec(Recommender):
         inputs, targets = sequences[:, :-1], sequences[:, 1:]
         valid = (inputs >= 0) & (targets >= 0)
         if self.sequence_loss == "ce":
-            lookup = self.item_lookup(torch.arange(self.num_items, device=sequences.device))
+            lookup = self.item_lookup(torch.arange(self.num_training_items, device=sequences.device))
         elif self.sequence_loss == "sampled_softmax":
             shape = (self.num_negatives,) if self.shared_negatives else (int(valid.sum()), self.num_negatives)
-            negatives = torch.randint(self.num_negative_pool, shape, device=sequences.device)
+            negatives = torch.randint(self.num_training_items, shape, device=sequences.device)
             lookup = self.item_lookup(torch.cat([sequences.flatten(), negatives.flatten()]))
         else:
             negatives = batch["negative_items"][:, -inputs.shape[1] :][valid]
@@ -139,7 +134,8 @@ class SASRec(Recommender):
         hidden = self.encoder(inputs, lookup(inputs))[valid]  # [N, dim], one row per position with a next item
         targets = targets[valid]
         if self.sequence_loss == "ce":
-            return F.cross_entropy(hidden @ lookup(torch.arange(self.num_items, device=hidden.device)).T, targets)
+            classes = torch.arange(self.num_training_items, device=hidden.device)
+            return F.cross_entropy(hidden @ lookup(classes).T, targets)
         if self.sequence_loss == "sampled_softmax":
             hits = targets.unsqueeze(1) == negatives  # [N, K], shared negatives broadcast over the rows
             return sampled_softmax(hidden, lookup(targets), lookup(negatives), hits)
