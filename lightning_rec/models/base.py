@@ -130,8 +130,18 @@ class Recommender(L.LightningModule):
         if self.num_training_items < self.num_items:
             self.fill_untrained_items(self.num_training_items)
 
+    def _flush_optimizer(self) -> None:
+        # Rows an optimizer updates lazily (CatchUpSparseAdam) are brought up to date before they are read as a whole.
+        if self._trainer is not None:
+            for optimizer in self.trainer.optimizers:
+                getattr(optimizer, "flush", lambda: None)()
+
     def on_validation_start(self) -> None:
+        self._flush_optimizer()
         self._fill_cold_items()
+
+    def on_train_end(self) -> None:
+        self._flush_optimizer()
 
     def on_test_start(self) -> None:
         self._fill_cold_items()

@@ -2,10 +2,113 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 
 import torch
-from torch import nn
+from torch import Tensor, nn
+
+
+class CatchUpSparseAdam(torch.optim.Optimizer):
+    """Adam for embedding tables with sparse gradients that follows dense Adam's path at a sparse step's cost.
+
+    Dense Adam keeps moving a row the batch did not look up: its gradient is zero, but its momentum is not,
+    so the row drifts on by ``lr * m_j / sqrt(v_j)`` while both moments decay (``m_j = beta1^j m``,
+    ``v_j = beta2^j v``). Lazy Adam (``torch.optim.SparseAdam``) skips that drift and never decays a moment of an
+    untouched row, which for a rarely seen row means ever smaller steps. Here a row catches up when it is next
+    looked up: the drift of the ``s`` steps it sat out is one geometric sum, ``lr * m / sqrt(v) * sum_j r^j`` with
+    ``r = beta1 / sqrt(beta2)``, then its moments decay by ``beta^s`` and the step proceeds as Adam's. A step
+    still costs only the rows the batch looked up; :meth:`flush` brings every row up to date (before evaluation
+    or saving weights for use). The update rule is dense Adam's up to ``eps`` inside the sum and the bias
+    corrections, taken at the catching-up step (both vanish past the first few thousand steps); the path differs
+    only in that a row's gradient is taken at its value before catching up (stale by the drift of the steps it sat
+    out, at most ``lr / (1 - r)`` per coordinate).
+
+    Example:
+        >>> table = nn.Embedding(4, 2, sparse=True)
+        >>> initial = table.weight.detach().clone()
+        >>> optimizer = CatchUpSparseAdam([table.weight], lr=0.1)
+        >>> for rows in ([0, 1], [1], [1]):  # row 0 sits out two steps
+        ...     optimizer.zero_grad()
+        ...     table(torch.tensor(rows)).sum().backward()
+        ...     optimizer.step()
+        >>> stale = table.weight[0].clone()
+        >>> optimizer.flush()  # row 0 drifts on by its momentum, as under dense Adam
+        >>> bool((table.weight[0] < stale).all()), torch.equal(table.weight[2:], initial[2:])  # never looked up
+        (True, True)
+    """
+
+    def __init__(
+        self, params: Iterable[nn.Parameter], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ) -> None:  # fmt: skip
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps})
+
+    def _state(self, parameter: nn.Parameter) -> dict:
+        state = self.state[parameter]
+        if not state:
+            state["step"] = torch.zeros((), dtype=torch.long)
+            state["exp_avg"] = torch.zeros_like(parameter)
+            state["exp_avg_sq"] = torch.zeros_like(parameter)
+            # The step after which each row's drift and moments are up to date.
+            state["row_step"] = torch.zeros(len(parameter), dtype=torch.long, device=parameter.device)
+        return state
+
+    @staticmethod
+    def _catch_up(parameter: Tensor, state: dict, rows: Tensor, group: dict, until: int) -> tuple[Tensor, Tensor]:
+        """Applies to ``rows`` the zero-gradient steps after their ``row_step`` up to step ``until``; returns
+        their decayed moments."""
+        beta1, beta2 = group["betas"]
+        sat_out = (until - state["row_step"][rows]).to(parameter.dtype).unsqueeze(1)
+        exp_avg, exp_avg_sq = state["exp_avg"][rows], state["exp_avg_sq"][rows]
+        ratio = beta1 / math.sqrt(beta2)
+        drift = ratio * (1 - ratio**sat_out) / (1 - ratio)  # sum of ratio^j for j = 1..sat_out
+        bias1, bias2 = 1 - beta1 ** max(until, 1), 1 - beta2 ** max(until, 1)
+        step = (exp_avg / bias1) / ((exp_avg_sq / bias2).sqrt() + group["eps"])
+        parameter.index_add_(0, rows, step * drift, alpha=-group["lr"])
+        return exp_avg * beta1**sat_out, exp_avg_sq * beta2**sat_out
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for parameter in group["params"]:
+                if parameter.grad is None:
+                    continue
+                if not parameter.grad.is_sparse:
+                    raise ValueError("CatchUpSparseAdam steps sparse gradients: build the table with sparse=True")
+                grad = parameter.grad.coalesce()
+                rows, values = grad.indices()[0], grad.values()
+                state = self._state(parameter)
+                state["step"] += 1
+                step = int(state["step"])
+                exp_avg, exp_avg_sq = self._catch_up(parameter, state, rows, group, step - 1)
+                exp_avg.mul_(beta1).add_(values, alpha=1 - beta1)
+                exp_avg_sq.mul_(beta2).addcmul_(values, values, value=1 - beta2)
+                bias1, bias2 = 1 - beta1**step, 1 - beta2**step
+                update = (exp_avg / bias1) / ((exp_avg_sq / bias2).sqrt() + group["eps"])
+                parameter.index_add_(0, rows, update, alpha=-group["lr"])
+                state["exp_avg"][rows], state["exp_avg_sq"][rows] = exp_avg, exp_avg_sq
+                state["row_step"][rows] = step
+        return loss
+
+    @torch.no_grad()
+    def flush(self) -> None:
+        """Brings every row up to the current step (the drift dense Adam would have applied by now)."""
+        for group in self.param_groups:
+            for parameter in group["params"]:
+                state = self.state.get(parameter)
+                if not state:
+                    continue
+                step = int(state["step"])
+                rows = torch.nonzero(state["row_step"] < step).squeeze(1)
+                exp_avg, exp_avg_sq = self._catch_up(parameter, state, rows, group, step)
+                state["exp_avg"][rows], state["exp_avg_sq"][rows] = exp_avg, exp_avg_sq
+                state["row_step"][rows] = step
 
 
 class SparseDenseAdam(torch.optim.Optimizer):
@@ -25,12 +128,18 @@ class SparseDenseAdam(torch.optim.Optimizer):
     """
 
     def __init__(
-        self, dense: Iterable[nn.Parameter], sparse: Iterable[nn.Parameter], lr: float = 1e-3, weight_decay: float = 0.0
+        self,
+        dense: Iterable[nn.Parameter],
+        sparse: Iterable[nn.Parameter],
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        catch_up: bool = False,
     ) -> None:
         dense, sparse = list(dense), list(sparse)
         if not sparse:
             raise ValueError("SparseDenseAdam needs sparse parameters; use torch.optim.Adam without them")
-        self.optimizers: list[torch.optim.Optimizer] = [torch.optim.SparseAdam(sparse, lr=lr)]
+        sparse_adam = CatchUpSparseAdam if catch_up else torch.optim.SparseAdam
+        self.optimizers: list[torch.optim.Optimizer] = [sparse_adam(sparse, lr=lr)]
         if dense:
             self.optimizers.insert(0, torch.optim.Adam(dense, lr=lr, weight_decay=weight_decay))
         super().__init__(dense + sparse, {"lr": lr})
@@ -47,6 +156,12 @@ class SparseDenseAdam(torch.optim.Optimizer):
             optimizer.step()
         return loss
 
+    def flush(self) -> None:
+        """Brings every sparse row up to date where the sparse part catches up (:class:`CatchUpSparseAdam`)."""
+        for optimizer in self.optimizers:
+            if isinstance(optimizer, CatchUpSparseAdam):
+                optimizer.flush()
+
     def zero_grad(self, set_to_none: bool = True) -> None:
         for optimizer in self.optimizers:
             optimizer.zero_grad(set_to_none=set_to_none)
@@ -61,9 +176,9 @@ class SparseDenseAdam(torch.optim.Optimizer):
             optimizer.load_state_dict(state)
 
 
-def adam(module: nn.Module, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+def adam(module: nn.Module, lr: float, weight_decay: float = 0.0, catch_up: bool = False) -> torch.optim.Optimizer:
     """Adam over ``module``'s trainable parameters; :class:`SparseDenseAdam` where some embedding tables have
-    sparse gradients."""
+    sparse gradients (their rows stepped by lazy Adam, or with ``catch_up`` by :class:`CatchUpSparseAdam`)."""
     sparse_ids = {id(m.weight) for m in module.modules() if isinstance(m, nn.Embedding) and m.sparse}
     trainable = [p for p in module.parameters() if p.requires_grad]
     if not sparse_ids:
@@ -71,4 +186,4 @@ def adam(module: nn.Module, lr: float, weight_decay: float = 0.0) -> torch.optim
     if weight_decay:
         raise ValueError("sparse_gradients=True cannot take weight_decay (SparseAdam has none): set weight_decay 0")
     sparse = [p for p in trainable if id(p) in sparse_ids]
-    return SparseDenseAdam([p for p in trainable if id(p) not in sparse_ids], sparse, lr=lr)
+    return SparseDenseAdam([p for p in trainable if id(p) not in sparse_ids], sparse, lr=lr, catch_up=catch_up)
