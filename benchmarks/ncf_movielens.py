@@ -141,7 +141,7 @@ def main() -> None:
             model, epochs = MLP(n, m, args.factor, args.num_layers, learning_rate=args.lr), args.epochs
         elif name == "NeuMF":
             model, epochs = NeuMF(n, m, args.factor, args.num_layers, learning_rate=args.lr), args.epochs
-        elif name in ("MF-BPR-sparse", "GMF-sparse", "NeuMF-sparse"):  # sparse gradients, lazy Adam
+        elif name in ("MF-BPR-sparse", "GMF-sparse", "NeuMF-sparse"):  # sparse gradients, catch-up Adam
             sparse = dict(learning_rate=args.lr, sparse_gradients=True)
             model = {"MF-BPR-sparse": lambda: MFBPR(n, m, factor=args.factor, **sparse),
                      "GMF-sparse": lambda: GMF(n, m, factor=args.factor, **sparse),

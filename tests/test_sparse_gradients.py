@@ -22,6 +22,10 @@ def test_sparse_neumf_learns_the_embedded_pattern_like_dense_adam(tmp_path):
         model = NeuMF(dm.num_users, dm.num_items, factor=8, num_layers=2, learning_rate=0.005, sparse_gradients=sparse)
         trainer = fit(model, dm, tmp_path / str(sparse), limit_val_batches=0)
         assert isinstance(trainer.optimizers[0], SparseDenseAdam) == sparse
+        if sparse:  # every row caught up when training ended, as dense Adam would have left it
+            catch_up = trainer.optimizers[0].optimizers[-1]
+            for state in catch_up.state.values():
+                assert bool((state["row_step"] == state["step"]).all())
         assert model.gmf.item_embedding.weight.grad is None or model.gmf.item_embedding.weight.grad.is_sparse == sparse
         results[sparse] = trainer.test(model, datamodule=dm, verbose=False)[0]["test/sampled/HR@10"]
     assert results[True] > 0.3 and results[False] > 0.3  # chance: 0.1

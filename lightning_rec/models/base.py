@@ -131,7 +131,9 @@ class Recommender(L.LightningModule):
             self.fill_untrained_items(self.num_training_items)
 
     def _flush_optimizer(self) -> None:
-        # Rows an optimizer updates lazily (CatchUpSparseAdam) are brought up to date before they are read as a whole.
+        # Rows an optimizer steps lazily (CatchUpSparseAdam) are brought up to date before the whole table is read,
+        # at points of the schedule (every validation and epoch end), so that a resumed run flushes where the
+        # uninterrupted one did and a checkpoint saved there holds up-to-date rows.
         if self._trainer is not None:
             for optimizer in self.trainer.optimizers:
                 getattr(optimizer, "flush", lambda: None)()
@@ -140,7 +142,7 @@ class Recommender(L.LightningModule):
         self._flush_optimizer()
         self._fill_cold_items()
 
-    def on_train_end(self) -> None:
+    def on_train_epoch_end(self) -> None:
         self._flush_optimizer()
 
     def on_test_start(self) -> None:
@@ -163,7 +165,7 @@ class Recommender(L.LightningModule):
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        # Lazy Adam for embedding tables built with sparse gradients (``sparse_gradients=True``), Adam otherwise.
+        # Embedding tables built with sparse gradients (``sparse_gradients=True``) get a sparse Adam step.
         return adam(self, lr=self.learning_rate, weight_decay=self.weight_decay)
 
     # ------------------------------------------------------------------ exact resume

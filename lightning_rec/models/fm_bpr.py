@@ -28,9 +28,9 @@ class FMBPR(Recommender):
         loss: ``bpr`` (default) or ``bce``.
         learning_rate: Adam learning rate.
         weight_decay: Adam weight decay (the regulariser).
-        sparse_gradients: sparse gradients for the factor and bias tables, stepped by lazy Adam (a step
-            computes and moves only the rows of the batch's users, items and their categories); needs
-            weight_decay 0.
+        sparse_gradients: sparse gradients for the factor and bias tables, stepped by catch-up Adam (a step
+            computes and steps only the rows of the batch's users, items and their categories, each row catching
+            up on Adam's drift when next looked up); needs weight_decay 0.
         top_k: evaluation cut-offs.
         predict_top_k: items returned per user by ``predict``.
 

@@ -20,8 +20,9 @@ class MFBPR(Recommender):
         loss: ``bpr`` (the paper) or ``bce``.
         learning_rate: Adam learning rate.
         weight_decay: Adam weight decay (the BPR regulariser).
-        sparse_gradients: sparse gradients for the ID tables and biases, stepped by lazy Adam (only the rows
-            a batch looked up move: a step's cost follows the batch, not the catalog); needs weight_decay 0.
+        sparse_gradients: sparse gradients for the ID tables and biases, stepped by catch-up Adam (dense Adam's
+            update, computed only for the rows a batch looked up: a step's cost follows the batch, not the catalog);
+            needs weight_decay 0.
         top_k: evaluation cut-offs.
         predict_top_k: items returned per user by ``predict``.
 

@@ -30,8 +30,9 @@ class NeuMF(Recommender):
         weight_decay: Adam weight decay.
         top_k: evaluation cut-offs.
         predict_top_k: items returned per user by ``predict``.
-        sparse_gradients: sparse gradients for the ID tables, stepped by lazy Adam (only the rows a batch
-            looked up move): a step's cost follows the batch, not the catalog. Needs ``weight_decay`` 0.
+        sparse_gradients: sparse gradients for the ID tables, stepped by catch-up Adam (dense Adam's update,
+            computed only for the rows a batch looked up): a step's cost follows the batch, not the catalog. Needs
+            ``weight_decay`` 0.
 
     Example:
         >>> import torch

@@ -49,7 +49,7 @@ class SASRec(Recommender):
         weight_decay: Adam weight decay.
         top_k: evaluation cut-offs.
         predict_top_k: items returned per user by ``predict``.
-        sparse_gradients: sparse gradients for the item table, stepped by lazy Adam: a step moves only the
+        sparse_gradients: sparse gradients for the item table, stepped by catch-up Adam: a step computes only the
             rows it looked up (with ``sampled_softmax`` or ``bce``; full ``ce`` looks up every item).
 
     Example:

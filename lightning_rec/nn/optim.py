@@ -1,4 +1,4 @@
-"""Adam for dense parameters with lazy Adam for embedding tables that have sparse gradients, as one optimizer."""
+"""Adam for embedding tables with sparse gradients, alone or stepped together with Adam for the dense parameters."""
 
 from __future__ import annotations
 
@@ -112,10 +112,11 @@ class CatchUpSparseAdam(torch.optim.Optimizer):
 
 
 class SparseDenseAdam(torch.optim.Optimizer):
-    """``torch.optim.Adam`` for ``dense`` parameters and ``torch.optim.SparseAdam`` for ``sparse`` ones (the
-    weights of ``nn.Embedding(..., sparse=True)``), stepped together, so that Lightning's automatic
-    optimisation, which steps one optimizer, runs both. SparseAdam is lazy: only the rows a batch looked up
-    move, and only their moments decay, so a step costs what the batch touches, not the catalog.
+    """``torch.optim.Adam`` for ``dense`` parameters and a sparse Adam for ``sparse`` ones (the weights of
+    ``nn.Embedding(..., sparse=True)``), stepped together, so that Lightning's automatic optimisation, which
+    steps one optimizer, runs both. A step costs what the batch touches, not the catalog. The sparse rows are
+    stepped by :class:`CatchUpSparseAdam` (dense Adam's update rule), or with ``catch_up=False`` by lazy
+    ``torch.optim.SparseAdam`` (only the rows a batch looked up move, and only their moments decay).
 
     Example:
         >>> table, head = nn.Embedding(1000, 8, sparse=True), nn.Linear(8, 1)
@@ -133,7 +134,7 @@ class SparseDenseAdam(torch.optim.Optimizer):
         sparse: Iterable[nn.Parameter],
         lr: float = 1e-3,
         weight_decay: float = 0.0,
-        catch_up: bool = False,
+        catch_up: bool = True,
     ) -> None:
         dense, sparse = list(dense), list(sparse)
         if not sparse:
@@ -176,14 +177,14 @@ class SparseDenseAdam(torch.optim.Optimizer):
             optimizer.load_state_dict(state)
 
 
-def adam(module: nn.Module, lr: float, weight_decay: float = 0.0, catch_up: bool = False) -> torch.optim.Optimizer:
+def adam(module: nn.Module, lr: float, weight_decay: float = 0.0, catch_up: bool = True) -> torch.optim.Optimizer:
     """Adam over ``module``'s trainable parameters; :class:`SparseDenseAdam` where some embedding tables have
-    sparse gradients (their rows stepped by lazy Adam, or with ``catch_up`` by :class:`CatchUpSparseAdam`)."""
+    sparse gradients (their rows stepped by :class:`CatchUpSparseAdam`, or lazily without ``catch_up``)."""
     sparse_ids = {id(m.weight) for m in module.modules() if isinstance(m, nn.Embedding) and m.sparse}
     trainable = [p for p in module.parameters() if p.requires_grad]
     if not sparse_ids:
         return torch.optim.Adam(trainable, lr=lr, weight_decay=weight_decay)
     if weight_decay:
-        raise ValueError("sparse_gradients=True cannot take weight_decay (SparseAdam has none): set weight_decay 0")
+        raise ValueError("sparse_gradients=True cannot take weight_decay (a sparse step has none): set weight_decay 0")
     sparse = [p for p in trainable if id(p) in sparse_ids]
     return SparseDenseAdam([p for p in trainable if id(p) not in sparse_ids], sparse, lr=lr, catch_up=catch_up)
