@@ -100,7 +100,7 @@ def build_model(name: str, dm, args) -> L.LightningModule:
     sequence = dict(dim=args.dim, max_length=args.max_length, **common)
     # eSASRec's Beauty settings (blondered/transformer_benchmark), --dim and --loss aside.
     published = dict(num_layers=1, num_heads=1, dropout=0.2, loss=args.loss, num_negatives=256,
-                     shared_negatives=args.negatives == "shared")  # fmt: skip
+                     shared_negatives=args.negatives == "shared", feedforward_dim=args.feedforward_dim)  # fmt: skip
     if name == "SASRec":
         return SASRec(n, m, **sequence, **published, learning_rate=1e-3)
     if name in TEXT_SEQUENCE_MODELS:
@@ -134,7 +134,8 @@ def build_model(name: str, dm, args) -> L.LightningModule:
 
 
 def row_key(row: dict[str, Any]) -> tuple:
-    return tuple(row.get(k) for k in ("dataset", "model", "backbone", "seed", "dim", "strategy", "loss", "negatives"))
+    keys = ("dataset", "model", "backbone", "seed", "dim", "strategy", "loss", "negatives", "feedforward_dim")
+    return tuple(row.get(k) for k in keys)
 
 
 def run_identity(name: str, seed: int, args) -> dict[str, Any]:
@@ -147,6 +148,8 @@ def run_identity(name: str, seed: int, args) -> dict[str, Any]:
     # Named only when not the default, so the rows and checkpoint folders of shared-negative fits keep their names.
     if identity["loss"] == "sampled_softmax" and args.negatives != "shared":
         identity["negatives"] = args.negatives
+    if identity["loss"] and args.feedforward_dim:
+        identity["feedforward_dim"] = args.feedforward_dim
     return identity
 
 
@@ -259,8 +262,8 @@ def headline(
     on validation NDCG@10)."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        recipe = (row.get("loss"), row.get("dim"), row.get("negatives", "shared"))
-        if row["dataset"] == dataset and recipe == (loss, dim, negatives):
+        recipe = (row.get("loss"), row.get("dim"), row.get("negatives", "shared"), row.get("feedforward_dim"))
+        if row["dataset"] == dataset and recipe == (loss, dim, negatives, None):
             groups.setdefault((row["model"], row["backbone"], row.get("strategy")), []).append(row)
     baseline = statistics.mean(r["NDCG@10"] for r in groups.get(("SASRec", "none", None), [{"NDCG@10": float("nan")}]))
     lines = ["| model | item text | seeds | NDCG@10 | HR@10 (= Recall@10) | NDCG@10 without unrankable users | "
@@ -338,6 +341,7 @@ def recall_table(args, run_folders: list[Path]) -> list[dict[str, Any]]:
                                              "strategy": row.get("strategy") or "fast",
                                              "loss": row.get("loss") or args.loss,
                                              "negatives": row.get("negatives", "shared"),
+                                             "feedforward_dim": row.get("feedforward_dim"),
                                              "backbone": backbone})  # fmt: skip
             best = checkpoint_dir(settings, run_identity(row["model"], row["seed"], settings)) / "best.ckpt"
             is_text = row["model"] in TEXT_SEQUENCE_MODELS
@@ -437,6 +441,8 @@ def main() -> None:
         default="sampled_softmax",
         help="loss of SASRec and TextSASRec (1 block, 1 head)",
     )
+    parser.add_argument("--feedforward-dim", type=int, help="SASRec and TextSASRec: feed-forward width "
+                        "(default 4 x --dim; the SASRec paper and RecTools use --dim)")  # fmt: skip
     parser.add_argument("--negatives", choices=["shared", "per-position"], default="shared",
                         help="sampled softmax: one draw of 256 per step shared by every position, or a draw per "
                              "position (as eSASRec trains in RecTools)")  # fmt: skip

@@ -19,11 +19,14 @@ from lightning_rec.nn.sequence import ItemSequenceEncoder, trim_left_padding
 COLORS = ("red", "blue")
 
 
-def test_packed_encoder_equals_torchs_transformer_layer():
+@pytest.mark.parametrize("feedforward_dim", [None, 16])
+def test_packed_encoder_equals_torchs_transformer_layer(feedforward_dim):
     torch.manual_seed(0)
-    encoder = ItemSequenceEncoder(num_items=20, dim=16, max_length=6, num_layers=2, num_heads=2, dropout=0.1).eval()
+    encoder = ItemSequenceEncoder(num_items=20, dim=16, max_length=6, num_layers=2, num_heads=2, dropout=0.1,
+                                  feedforward_dim=feedforward_dim).eval()  # fmt: skip
+    width = feedforward_dim or 64
     reference = nn.TransformerEncoder(
-        nn.TransformerEncoderLayer(16, 2, 64, dropout=0.1, activation="gelu", batch_first=True, norm_first=True),
+        nn.TransformerEncoderLayer(16, 2, width, dropout=0.1, activation="gelu", batch_first=True, norm_first=True),
         num_layers=2, enable_nested_tensor=False,
     ).eval()  # fmt: skip
     # The same parameter names: torch's layer loads our blocks' weights as they are.

@@ -38,6 +38,8 @@ class SASRec(Recommender):
         num_layers: Transformer blocks.
         num_heads: attention heads.
         dropout: dropout rate.
+        feedforward_dim: width of each block's feed-forward layer (``None``: ``4 * dim``; the SASRec paper
+            and RecTools use ``dim``).
         loss: ``bce`` (one sampled negative per position), ``ce`` (softmax over every item with training
             interactions: a cold-start item held out stays out) or ``sampled_softmax`` (softmax over the positive
             and ``num_negatives`` negatives).
@@ -68,6 +70,7 @@ class SASRec(Recommender):
         num_layers: int = 2,
         num_heads: int = 1,
         dropout: float = 0.2,
+        feedforward_dim: int | None = None,
         loss: SequenceLoss = "ce",
         num_negatives: int = 256,
         shared_negatives: bool = True,
@@ -88,7 +91,15 @@ class SASRec(Recommender):
         self.save_hyperparameters()
         self.sequence_loss, self.num_negatives, self.shared_negatives = loss, num_negatives, shared_negatives
         self.encoder = ItemSequenceEncoder(
-            num_items, dim, max_length, num_layers, num_heads, dropout, causal=True, sparse=sparse_gradients
+            num_items,
+            dim,
+            max_length,
+            num_layers,
+            num_heads,
+            dropout,
+            causal=True,
+            sparse=sparse_gradients,
+            feedforward_dim=feedforward_dim,
         )
 
     # ------------------------------------------------------------------ item vectors (text models override)

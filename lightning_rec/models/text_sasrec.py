@@ -81,6 +81,7 @@ class TextSASRec(ItemTextCacheMixin, SASRec):
         num_layers: Transformer blocks.
         num_heads: attention heads.
         dropout: dropout rate.
+        feedforward_dim: width of each block's feed-forward layer (``None``: ``4 * dim``).
         loss: ``sampled_softmax``, ``ce`` or ``bce`` (see :class:`SASRec`).
         num_negatives: negatives per step (or per position) for ``sampled_softmax``.
         shared_negatives: one draw per step shared by every position, or (False) one per position.
@@ -120,6 +121,7 @@ class TextSASRec(ItemTextCacheMixin, SASRec):
         num_layers: int = 1,
         num_heads: int = 1,
         dropout: float = 0.2,
+        feedforward_dim: int | None = None,
         loss: SequenceLoss = "sampled_softmax",
         num_negatives: int = 256,
         shared_negatives: bool = True,
@@ -131,7 +133,8 @@ class TextSASRec(ItemTextCacheMixin, SASRec):
         if item_representation not in ("init", "fuse", "text"):
             raise ValueError(f"item_representation must be 'init', 'fuse' or 'text', got {item_representation!r}")
         super().__init__(
-            num_users, num_items, dim, max_length, num_layers, num_heads, dropout, loss, num_negatives,
+            num_users, num_items, dim=dim, max_length=max_length, num_layers=num_layers, num_heads=num_heads,
+            dropout=dropout, feedforward_dim=feedforward_dim, loss=loss, num_negatives=num_negatives,
             shared_negatives=shared_negatives, learning_rate=learning_rate, weight_decay=weight_decay, top_k=top_k,
             predict_top_k=predict_top_k,
         )  # fmt: skip

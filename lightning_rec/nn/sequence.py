@@ -34,7 +34,7 @@ def cheap_dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
 
 
 class SequenceBlock(nn.Module):
-    """A pre-norm Transformer encoder block (GELU, ``4 * dim`` feed-forward) over the real tokens only.
+    """A pre-norm Transformer encoder block (GELU feed-forward, ``4 * dim`` wide by default) over the real tokens only.
 
     Every position-wise part (layer norms, projections, feed-forward, dropout) runs on the ``N`` real
     tokens of the batch, ``[N, dim]``; only attention sees the padded ``[B, L]`` layout. Short
@@ -42,12 +42,13 @@ class SequenceBlock(nn.Module):
     parameters and their names are ``nn.TransformerEncoderLayer``'s (``norm_first=True``).
     """
 
-    def __init__(self, dim: int, num_heads: int, dropout: float) -> None:
+    def __init__(self, dim: int, num_heads: int, dropout: float, feedforward_dim: int | None = None) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
         self.self_attn = nn.MultiheadAttention(dim, num_heads, batch_first=True)  # holds the projections
-        self.linear1, self.linear2 = nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
+        width = feedforward_dim or 4 * dim
+        self.linear1, self.linear2 = nn.Linear(dim, width), nn.Linear(width, dim)
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.num_heads, self.dropout = num_heads, dropout
 
@@ -92,6 +93,8 @@ class ItemSequenceEncoder(nn.Module):
         num_heads: attention heads.
         dropout: dropout on embeddings, attention and feed-forward.
         causal: each position sees only earlier ones (SASRec) or all (BERT4Rec).
+        feedforward_dim: width of each block's feed-forward layer (``None``: ``4 * dim``, as BERT; SASRec's paper
+            uses ``dim``).
         sparse: sparse gradients for the item table (steps that look up a few items move only their rows).
 
     Example:
@@ -110,6 +113,7 @@ class ItemSequenceEncoder(nn.Module):
         dropout: float = 0.2,
         causal: bool = True,
         sparse: bool = False,
+        feedforward_dim: int | None = None,
     ) -> None:
         super().__init__()
         self.num_items, self.max_length, self.causal, self.num_heads = num_items, max_length, causal, num_heads
@@ -118,7 +122,7 @@ class ItemSequenceEncoder(nn.Module):
         self.item_embedding = nn.Embedding(num_items + 2, dim, padding_idx=num_items + 1, sparse=sparse)
         self.position_embedding = nn.Embedding(max_length, dim)
         self.dropout = dropout
-        self.layers = nn.ModuleList(SequenceBlock(dim, num_heads, dropout) for _ in range(num_layers))
+        self.layers = nn.ModuleList(SequenceBlock(dim, num_heads, dropout, feedforward_dim) for _ in range(num_layers))
         self.final_norm = nn.LayerNorm(dim)
         nn.init.normal_(self.item_embedding.weight, std=0.02)
         nn.init.normal_(self.position_embedding.weight, std=0.02)
