@@ -9,6 +9,14 @@ import torch
 from torch import Tensor, nn
 
 
+def _closure_loss(closure: Callable[[], torch.Tensor] | None) -> torch.Tensor | None:
+    """The loss of an optimizer step's closure, computed with gradients (the step itself runs without)."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
 class CatchUpSparseAdam(torch.optim.Optimizer):
     """Adam for embedding tables with sparse gradients that follows dense Adam's path at a sparse step's cost.
 
@@ -70,10 +78,7 @@ class CatchUpSparseAdam(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _closure_loss(closure)
         for group in self.param_groups:
             beta1, beta2 = group["betas"]
             for parameter in group["params"]:
@@ -149,10 +154,7 @@ class SparseDenseAdam(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _closure_loss(closure)
         for optimizer in self.optimizers:
             optimizer.step()
         return loss
