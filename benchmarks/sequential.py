@@ -255,15 +255,20 @@ def mean_sd(values: list[float]) -> str:
 
 
 def headline(
-    rows: list[dict[str, Any]], dataset: str = "beauty", loss: str = "ce", dim: int = 64, negatives: str = "shared"
+    rows: list[dict[str, Any]],
+    dataset: str = "beauty",
+    loss: str = "ce",
+    dim: int = 64,
+    negatives: str = "shared",
+    feedforward_dim: int | None = None,
 ) -> str:
     """The README's headline table: SASRec against TextSASRec, one line per model and backbone, over seeds,
-    from the rows of one recipe (``loss``, ``dim``, ``negatives`` of a sampled softmax, 1 block, early stopping
-    on validation NDCG@10)."""
+    from the rows of one recipe (``loss``, ``dim``, ``negatives`` of a sampled softmax, ``feedforward_dim``, 1 block,
+    early stopping on validation NDCG@10)."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         recipe = (row.get("loss"), row.get("dim"), row.get("negatives", "shared"), row.get("feedforward_dim"))
-        if row["dataset"] == dataset and recipe == (loss, dim, negatives, None):
+        if row["dataset"] == dataset and recipe == (loss, dim, negatives, feedforward_dim):
             groups.setdefault((row["model"], row["backbone"], row.get("strategy")), []).append(row)
     baseline = statistics.mean(r["NDCG@10"] for r in groups.get(("SASRec", "none", None), [{"NDCG@10": float("nan")}]))
     lines = ["| model | item text | seeds | NDCG@10 | HR@10 (= Recall@10) | NDCG@10 without unrankable users | "
@@ -463,7 +468,7 @@ def main() -> None:
         return
     if args.command == "headline":
         rows = json.loads((out / "sequential.json").read_text())
-        print(headline(rows, args.dataset, args.loss, args.dim, args.negatives))
+        print(headline(rows, args.dataset, args.loss, args.dim, args.negatives, args.feedforward_dim))
         return
     if not args.data:
         parser.error("--data is required: the folder of the dataset's files")
