@@ -68,6 +68,11 @@ def test_the_readme_headline_is_generated_from_the_sequential_rows():
     assert headline(rows_of("sequential"), "beauty", "ce", 64) in (REPO / "README.md").read_text()
 
 
+def test_the_feedforward_ablation_table_is_generated_from_the_sequential_rows():
+    table = headline(rows_of("sequential"), "beauty", "ce", 64, feedforward_dim=64)
+    assert table in (REPO / "docs" / "benchmarks" / "sequential.md").read_text()
+
+
 def test_the_readme_recall_table_is_generated_from_its_rows():
     table = recall_markdown(rows_of("beauty_recall_table"), rows_of("sequential"))
     assert table in (REPO / "README.md").read_text()
