@@ -1,3 +1,5 @@
+import copy
+
 import lightning as L
 import pytest
 import torch
@@ -159,3 +161,27 @@ def test_catch_up_sparse_adam_follows_dense_adam_where_lazy_adam_does_not():
     lazy_gap = (tables["lazy"].weight.detach() - dense).abs().max()
     # Not zero: a row's gradient is taken before it catches up (see the class).
     assert catch_up_gap < 5e-3 and catch_up_gap < lazy_gap / 20
+
+
+def test_a_lazy_adam_state_resumes_under_catch_up_adam():
+    # A checkpoint from before catch-up Adam was the default holds lazy Adam's state (no per-row steps): resuming
+    # it treats every row as up to date, so the next step equals the one lazy Adam would have taken.
+    torch.manual_seed(0)
+    tables = [torch.nn.Embedding(6, 3, sparse=True) for _ in range(2)]
+    tables[1].load_state_dict(tables[0].state_dict())
+    lazy = SparseDenseAdam([], tables[0].parameters(), lr=0.1, catch_up=False)
+    for rows in ([0, 1, 2], [1, 3], [4]):
+        lazy.zero_grad()
+        tables[0](torch.tensor(rows)).pow(2).sum().backward()
+        lazy.step()
+    tables[1].load_state_dict(tables[0].state_dict())
+    resumed = SparseDenseAdam([], tables[1].parameters(), lr=0.1)
+    resumed.load_state_dict(copy.deepcopy(lazy.state_dict()))  # as from a file: no moment tensor shared
+    for table, optimizer in zip(tables, (lazy, resumed)):
+        optimizer.zero_grad()
+        table(torch.tensor([1, 5])).pow(2).sum().backward()
+        optimizer.step()
+    # Equal up to where the two place eps (lazy Adam adds it before the bias correction).
+    assert torch.allclose(tables[1].weight, tables[0].weight, atol=1e-6)
+    resumed.flush()  # every row was up to date at the resumed step; only the steps since then drift
+    assert torch.allclose(tables[1].weight[[1, 5]], tables[0].weight[[1, 5]], atol=1e-6)

@@ -58,12 +58,25 @@ class CatchUpSparseAdam(torch.optim.Optimizer):
             state["step"] = torch.zeros((), dtype=torch.long)
             state["exp_avg"] = torch.zeros_like(parameter)
             state["exp_avg_sq"] = torch.zeros_like(parameter)
-            # The step after which each row's drift and moments are up to date.
-            state["row_step"] = torch.zeros(len(parameter), dtype=torch.long, device=parameter.device)
+        if "row_step" not in state:
+            # New, or lazy Adam's state (a checkpoint from before catch-up): every row is up to date at its step.
+            state["step"] = torch.as_tensor(state["step"], dtype=torch.long)
+            state["row_step"] = torch.full((len(parameter),), int(state["step"]), device=parameter.device)
         return state
 
     @staticmethod
-    def _catch_up(parameter: Tensor, state: dict, rows: Tensor, group: dict, until: int) -> tuple[Tensor, Tensor]:
+    def _adam_step(exp_avg: Tensor, exp_avg_sq: Tensor, group: dict, step: int) -> Tensor:
+        """Adam's bias-corrected step direction (before the learning rate) at step ``step``."""
+        beta1, beta2 = group["betas"]
+        step = max(step, 1)
+        return (exp_avg / (1 - beta1**step)) / ((exp_avg_sq / (1 - beta2**step)).sqrt() + group["eps"])
+
+    @staticmethod
+    def _store(state: dict, rows: Tensor, exp_avg: Tensor, exp_avg_sq: Tensor, step: int) -> None:
+        state["exp_avg"][rows], state["exp_avg_sq"][rows] = exp_avg, exp_avg_sq
+        state["row_step"][rows] = step
+
+    def _catch_up(self, parameter: Tensor, state: dict, rows: Tensor, group: dict, until: int) -> tuple[Tensor, Tensor]:
         """Applies to ``rows`` the zero-gradient steps after their ``row_step`` up to step ``until``; returns
         their decayed moments."""
         beta1, beta2 = group["betas"]
@@ -71,9 +84,7 @@ class CatchUpSparseAdam(torch.optim.Optimizer):
         exp_avg, exp_avg_sq = state["exp_avg"][rows], state["exp_avg_sq"][rows]
         ratio = beta1 / math.sqrt(beta2)
         drift = ratio * (1 - ratio**sat_out) / (1 - ratio)  # sum of ratio^j for j = 1..sat_out
-        bias1, bias2 = 1 - beta1 ** max(until, 1), 1 - beta2 ** max(until, 1)
-        step = (exp_avg / bias1) / ((exp_avg_sq / bias2).sqrt() + group["eps"])
-        parameter.index_add_(0, rows, step * drift, alpha=-group["lr"])
+        parameter.index_add_(0, rows, self._adam_step(exp_avg, exp_avg_sq, group, until) * drift, alpha=-group["lr"])
         return exp_avg * beta1**sat_out, exp_avg_sq * beta2**sat_out
 
     @torch.no_grad()
@@ -94,11 +105,8 @@ class CatchUpSparseAdam(torch.optim.Optimizer):
                 exp_avg, exp_avg_sq = self._catch_up(parameter, state, rows, group, step - 1)
                 exp_avg.mul_(beta1).add_(values, alpha=1 - beta1)
                 exp_avg_sq.mul_(beta2).addcmul_(values, values, value=1 - beta2)
-                bias1, bias2 = 1 - beta1**step, 1 - beta2**step
-                update = (exp_avg / bias1) / ((exp_avg_sq / bias2).sqrt() + group["eps"])
-                parameter.index_add_(0, rows, update, alpha=-group["lr"])
-                state["exp_avg"][rows], state["exp_avg_sq"][rows] = exp_avg, exp_avg_sq
-                state["row_step"][rows] = step
+                parameter.index_add_(0, rows, self._adam_step(exp_avg, exp_avg_sq, group, step), alpha=-group["lr"])
+                self._store(state, rows, exp_avg, exp_avg_sq, step)
         return loss
 
     @torch.no_grad()
@@ -106,14 +114,12 @@ class CatchUpSparseAdam(torch.optim.Optimizer):
         """Brings every row up to the current step (the drift dense Adam would have applied by now)."""
         for group in self.param_groups:
             for parameter in group["params"]:
-                state = self.state.get(parameter)
-                if not state:
+                if parameter not in self.state:
                     continue
+                state = self._state(parameter)
                 step = int(state["step"])
                 rows = torch.nonzero(state["row_step"] < step).squeeze(1)
-                exp_avg, exp_avg_sq = self._catch_up(parameter, state, rows, group, step)
-                state["exp_avg"][rows], state["exp_avg_sq"][rows] = exp_avg, exp_avg_sq
-                state["row_step"][rows] = step
+                self._store(state, rows, *self._catch_up(parameter, state, rows, group, step), step)
 
 
 class SparseDenseAdam(torch.optim.Optimizer):
