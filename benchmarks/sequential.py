@@ -74,6 +74,19 @@ class ValidationCurve(Callback):
         return next((minutes for _, minutes, value in self.points if value >= bar), None)
 
 
+#: SASRec and TextSASRec options beyond ``--loss`` and ``--dim``, with their defaults. A row (and its checkpoint
+#: folder) names only those it changes, so the rows of earlier fits keep their names.
+RECIPE_DEFAULTS: dict[str, Any] = {
+    "negatives": "shared", "feedforward_dim": None, "block": "pre_norm", "init": "normal", "adam_beta2": 0.999,
+}  # fmt: skip
+
+
+def recipe_of(source: Any) -> dict[str, Any]:
+    """The recipe options of a row (a dict) or of parsed arguments, defaults filled in."""
+    get = source.get if isinstance(source, dict) else lambda key, default: getattr(source, key, default)
+    return {key: get(key, default) for key, default in RECIPE_DEFAULTS.items()}
+
+
 def build_datamodule(args, sequences: bool, seed: int):
     kwargs = dict(
         batch_size=128 if sequences else 512, eval_batch_size=512, history_length=args.max_length,
@@ -100,7 +113,8 @@ def build_model(name: str, dm, args) -> L.LightningModule:
     sequence = dict(dim=args.dim, max_length=args.max_length, **common)
     # eSASRec's Beauty settings (blondered/transformer_benchmark), --dim and --loss aside.
     published = dict(num_layers=1, num_heads=1, dropout=0.2, loss=args.loss, num_negatives=256,
-                     shared_negatives=args.negatives == "shared", feedforward_dim=args.feedforward_dim)  # fmt: skip
+                     shared_negatives=args.negatives == "shared", feedforward_dim=args.feedforward_dim,
+                     block=args.block, init=args.init, adam_betas=(0.9, args.adam_beta2))  # fmt: skip
     if name == "SASRec":
         return SASRec(n, m, **sequence, **published, learning_rate=1e-3)
     if name in TEXT_SEQUENCE_MODELS:
@@ -134,7 +148,7 @@ def build_model(name: str, dm, args) -> L.LightningModule:
 
 
 def row_key(row: dict[str, Any]) -> tuple:
-    keys = ("dataset", "model", "backbone", "seed", "dim", "strategy", "loss", "negatives", "feedforward_dim")
+    keys = ("dataset", "model", "backbone", "seed", "dim", "strategy", "loss", *RECIPE_DEFAULTS)
     return tuple(row.get(k) for k in keys)
 
 
@@ -145,11 +159,10 @@ def run_identity(name: str, seed: int, args) -> dict[str, Any]:
                 "seed": seed, "dim": None if name == "ItemPop" else args.dim,
                 "strategy": args.strategy if is_text else None,
                 "loss": args.loss if name == "SASRec" or is_text else None}  # fmt: skip
-    # Named only when not the default, so the rows and checkpoint folders of shared-negative fits keep their names.
-    if identity["loss"] == "sampled_softmax" and args.negatives != "shared":
-        identity["negatives"] = args.negatives
-    if identity["loss"] and args.feedforward_dim:
-        identity["feedforward_dim"] = args.feedforward_dim
+    if identity["loss"]:
+        for key, value in recipe_of(args).items():
+            if value != RECIPE_DEFAULTS[key] and (key != "negatives" or identity["loss"] == "sampled_softmax"):
+                identity[key] = value
     return identity
 
 
@@ -259,16 +272,15 @@ def headline(
     dataset: str = "beauty",
     loss: str = "ce",
     dim: int = 64,
-    negatives: str = "shared",
-    feedforward_dim: int | None = None,
+    **recipe: Any,
 ) -> str:
     """The README's headline table: SASRec against TextSASRec, one line per model and backbone, over seeds,
-    from the rows of one recipe (``loss``, ``dim``, ``negatives`` of a sampled softmax, ``feedforward_dim``, 1 block,
-    early stopping on validation NDCG@10)."""
+    from the rows of one recipe (``loss``, ``dim`` and the :data:`RECIPE_DEFAULTS` options given in ``recipe``,
+    1 block, early stopping on validation NDCG@10)."""
+    wanted = (loss, dim, recipe_of(recipe))
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        recipe = (row.get("loss"), row.get("dim"), row.get("negatives", "shared"), row.get("feedforward_dim"))
-        if row["dataset"] == dataset and recipe == (loss, dim, negatives, feedforward_dim):
+        if row["dataset"] == dataset and (row.get("loss"), row.get("dim"), recipe_of(row)) == wanted:
             groups.setdefault((row["model"], row["backbone"], row.get("strategy")), []).append(row)
     baseline = statistics.mean(r["NDCG@10"] for r in groups.get(("SASRec", "none", None), [{"NDCG@10": float("nan")}]))
     lines = ["| model | item text | seeds | NDCG@10 | HR@10 (= Recall@10) | NDCG@10 without unrankable users | "
@@ -344,9 +356,7 @@ def recall_table(args, run_folders: list[Path]) -> list[dict[str, Any]]:
             backbone = row["backbone"] if row["backbone"] != "none" else args.backbone
             settings = argparse.Namespace(**{**vars(args), "out": str(folder), "dim": row.get("dim") or args.dim,
                                              "strategy": row.get("strategy") or "fast",
-                                             "loss": row.get("loss") or args.loss,
-                                             "negatives": row.get("negatives", "shared"),
-                                             "feedforward_dim": row.get("feedforward_dim"),
+                                             "loss": row.get("loss") or args.loss, **recipe_of(row),
                                              "backbone": backbone})  # fmt: skip
             best = checkpoint_dir(settings, run_identity(row["model"], row["seed"], settings)) / "best.ckpt"
             is_text = row["model"] in TEXT_SEQUENCE_MODELS
@@ -451,6 +461,19 @@ def main() -> None:
     parser.add_argument("--negatives", choices=["shared", "per-position"], default="shared",
                         help="sampled softmax: one draw of 256 per step shared by every position, or a draw per "
                              "position (as eSASRec trains in RecTools)")  # fmt: skip
+    parser.add_argument(
+        "--block",
+        choices=["pre_norm", "sasrec"],
+        default="pre_norm",
+        help="SASRec and TextSASRec: pre-norm GELU blocks, or the SASRec authors' (as RecTools)",
+    )
+    parser.add_argument(
+        "--init",
+        choices=["normal", "xavier"],
+        default="normal",
+        help="SASRec and TextSASRec: tables N(0, 0.02), or Xavier-normal matrices (as RecTools)",
+    )
+    parser.add_argument("--adam-beta2", type=float, default=0.999, help="Adam's beta2 (RecTools: 0.98)")
     parser.add_argument("--max-epochs", type=int, default=200)
     parser.add_argument("--patience", type=int, default=20, help="epochs without a better val NDCG@10")
     parser.add_argument("--max-length", type=int, default=50, help="sequence length (history items)")
@@ -468,7 +491,7 @@ def main() -> None:
         return
     if args.command == "headline":
         rows = json.loads((out / "sequential.json").read_text())
-        print(headline(rows, args.dataset, args.loss, args.dim, args.negatives, args.feedforward_dim))
+        print(headline(rows, args.dataset, args.loss, args.dim, **recipe_of(args)))
         return
     if not args.data:
         parser.error("--data is required: the folder of the dataset's files")

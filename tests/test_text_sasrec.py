@@ -43,6 +43,48 @@ def test_packed_encoder_equals_torchs_transformer_layer(feedforward_dim):
     assert torch.allclose(actual[~padding], expected[~padding], atol=1e-5)
 
 
+def test_the_sasrec_layout_is_the_sasrec_authors_block():
+    """RecTools' ``SASRecTransformerLayer``, written out with torch's attention: the normalised query attends
+    over the raw inputs, residuals add the normalised inputs, the feed-forward is ReLU."""
+    torch.manual_seed(0)
+    encoder = ItemSequenceEncoder(num_items=20, dim=16, max_length=5, num_layers=2, num_heads=2, dropout=0.1,
+                                  feedforward_dim=16, block="sasrec").eval()  # fmt: skip
+    items = torch.tensor([[-1, -1, 3, 4, 5], [1, 2, 3, 4, 7]])
+    padding = items < 0
+    blocked = (padding.unsqueeze(1) | torch.triu(torch.ones(5, 5, dtype=torch.bool), 1)) & ~torch.eye(5, dtype=bool)
+    mask = torch.zeros(blocked.shape).masked_fill(blocked, float("-inf")).repeat_interleave(2, dim=0)
+    hidden = encoder.embed(items) + encoder.position_embedding(torch.arange(5))
+    with torch.no_grad():
+        for block in encoder.layers:
+            query = block.norm1(hidden)
+            hidden = query + block.self_attn(query, hidden, hidden, attn_mask=mask, need_weights=False)[0]
+            normed = block.norm2(hidden)
+            hidden = normed + block.linear2(torch.relu(block.linear1(normed)))
+        expected = encoder.final_norm(hidden)
+        actual = encoder(items)
+    assert torch.allclose(actual[~padding], expected[~padding], atol=1e-5)
+    pre_norm = ItemSequenceEncoder(num_items=20, dim=16, max_length=5, num_layers=2, num_heads=2, feedforward_dim=16)
+    pre_norm.load_state_dict(encoder.state_dict())  # the same parameters, wired differently
+    with torch.no_grad():
+        assert not torch.allclose(pre_norm.eval()(items)[~padding], actual[~padding], atol=1e-3)
+
+
+def test_rectools_recipe_reaches_sasrec_through_its_arguments():
+    torch.manual_seed(0)
+    model = SASRec(2, 5000, dim=32, max_length=4, init="xavier", adam_betas=(0.9, 0.98), block="sasrec")
+    # Xavier-normal: std sqrt(2 / (fan_in + fan_out)), against 0.02 by default.
+    table = model.encoder.item_embedding.weight
+    assert float(table.std()) == pytest.approx((2 / (5002 + 32)) ** 0.5, rel=0.05)
+    assert float(model.encoder.position_embedding.weight.std()) > 0.1
+    assert model.configure_optimizers().param_groups[0]["betas"] == (0.9, 0.98)
+    sparse = SASRec(2, 50, dim=8, max_length=4, loss="sampled_softmax", adam_betas=(0.8, 0.9), sparse_gradients=True)
+    assert {group["betas"] for group in sparse.configure_optimizers().param_groups} == {(0.8, 0.9)}
+    with pytest.raises(ValueError, match="layout must be 'pre_norm' or 'sasrec'"):
+        SASRec(2, 5, block="post_norm")
+    with pytest.raises(ValueError, match="init must be 'normal' or 'xavier'"):
+        SASRec(2, 5, init="uniform")
+
+
 def test_trimming_left_padding_leaves_the_scores_unchanged():
     torch.manual_seed(0)
     model = SASRec(2, 12, dim=16, max_length=8).eval()

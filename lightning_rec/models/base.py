@@ -59,6 +59,8 @@ class Recommender(L.LightningModule):
         self.num_users, self.num_items = num_users, num_items
         self.loss_kind, self.learning_rate, self.weight_decay = loss, learning_rate, weight_decay
         self.predict_top_k = predict_top_k
+        #: Adam's betas (a subclass with an ``adam_betas`` argument sets them).
+        self.adam_betas: tuple[float, float] = (0.9, 0.999)
         #: Items with training interactions, indices ``0..num_training_items-1`` (all of them unless the data
         #: module holds items out for cold start): the classes of a full training softmax and the pool of sampled
         #: negatives. A held-out item must not be trained even as a negative, or a text model learns to bury it.
@@ -166,7 +168,7 @@ class Recommender(L.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         # Embedding tables built with sparse gradients (``sparse_gradients=True``) get a sparse Adam step.
-        return adam(self, lr=self.learning_rate, weight_decay=self.weight_decay)
+        return adam(self, lr=self.learning_rate, weight_decay=self.weight_decay, betas=tuple(self.adam_betas))
 
     # ------------------------------------------------------------------ exact resume
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from lightning_rec.models.base import Batch, Recommender, require_history, require_sequences
 from lightning_rec.nn.losses import sampled_softmax
-from lightning_rec.nn.sequence import ItemSequenceEncoder, trim_left_padding
+from lightning_rec.nn.sequence import BlockLayout, ItemSequenceEncoder, trim_left_padding
 
 SequenceLoss = Literal["bce", "ce", "sampled_softmax"]
 #: Item indices (any shape, ``-1`` padding) -> item vectors ``[..., dim]``.
@@ -40,6 +40,9 @@ class SASRec(Recommender):
         dropout: dropout rate.
         feedforward_dim: width of each block's feed-forward layer (``None``: ``4 * dim``; the SASRec paper
             and RecTools use ``dim``).
+        block: ``pre_norm`` (GELU) or the SASRec authors' layout ``sasrec`` (ReLU, residuals on the normalised
+            inputs), as RecTools' SASRec.
+        init: ``normal`` (tables N(0, 0.02)) or ``xavier`` (Xavier-normal for every matrix, as RecTools).
         loss: ``bce`` (one sampled negative per position), ``ce`` (softmax over every item with training
             interactions: a cold-start item held out stays out) or ``sampled_softmax`` (softmax over the positive
             and ``num_negatives`` negatives).
@@ -49,6 +52,7 @@ class SASRec(Recommender):
             position (cheap), or (False) a draw of its own for every position (more distinct negatives a step).
         learning_rate: Adam learning rate.
         weight_decay: Adam weight decay.
+        adam_betas: Adam's betas (RecTools trains its transformers with ``(0.9, 0.98)``).
         top_k: evaluation cut-offs.
         predict_top_k: items returned per user by ``predict``.
         sparse_gradients: sparse gradients for the item table, stepped by catch-up Adam: a step computes only the
@@ -71,11 +75,14 @@ class SASRec(Recommender):
         num_heads: int = 1,
         dropout: float = 0.2,
         feedforward_dim: int | None = None,
+        block: BlockLayout = "pre_norm",
+        init: Literal["normal", "xavier"] = "normal",
         loss: SequenceLoss = "ce",
         num_negatives: int = 256,
         shared_negatives: bool = True,
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
+        adam_betas: tuple[float, float] = (0.9, 0.999),
         top_k: Sequence[int] = (5, 10, 20),
         predict_top_k: int = 10,
         sparse_gradients: bool = False,
@@ -90,17 +97,11 @@ class SASRec(Recommender):
         super().__init__(num_users, num_items, "bce", learning_rate, weight_decay, top_k, predict_top_k)
         self.save_hyperparameters()
         self.sequence_loss, self.num_negatives, self.shared_negatives = loss, num_negatives, shared_negatives
+        self.adam_betas = adam_betas
         self.encoder = ItemSequenceEncoder(
-            num_items,
-            dim,
-            max_length,
-            num_layers,
-            num_heads,
-            dropout,
-            causal=True,
-            sparse=sparse_gradients,
-            feedforward_dim=feedforward_dim,
-        )
+            num_items, dim, max_length, num_layers, num_heads, dropout, causal=True, sparse=sparse_gradients,
+            feedforward_dim=feedforward_dim, block=block, init=init,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ item vectors (text models override)
     def item_lookup(self, items: Tensor) -> ItemLookup:

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from lightning_rec.models.base import check_per_item, require_history
 from lightning_rec.models.sasrec import ItemLookup, SASRec, SequenceLoss
 from lightning_rec.models.text_cache import ItemTextCacheMixin
+from lightning_rec.nn.sequence import BlockLayout
 from lightning_rec.nn.text_encoder import ItemTextEncoder, Pooling
 
 ItemRepresentation = Literal["init", "fuse", "text"]
@@ -82,11 +83,14 @@ class TextSASRec(ItemTextCacheMixin, SASRec):
         num_heads: attention heads.
         dropout: dropout rate.
         feedforward_dim: width of each block's feed-forward layer (``None``: ``4 * dim``).
+        block: the blocks' layout, ``pre_norm`` or ``sasrec`` (see :class:`SASRec`).
+        init: ``normal`` or ``xavier`` (see :class:`SASRec`).
         loss: ``sampled_softmax``, ``ce`` or ``bce`` (see :class:`SASRec`).
         num_negatives: negatives per step (or per position) for ``sampled_softmax``.
         shared_negatives: one draw per step shared by every position, or (False) one per position.
         learning_rate: Adam learning rate.
         weight_decay: Adam weight decay.
+        adam_betas: Adam's betas.
         top_k: evaluation cut-offs.
         predict_top_k: items returned per user by ``predict``.
 
@@ -122,11 +126,14 @@ class TextSASRec(ItemTextCacheMixin, SASRec):
         num_heads: int = 1,
         dropout: float = 0.2,
         feedforward_dim: int | None = None,
+        block: BlockLayout = "pre_norm",
+        init: Literal["normal", "xavier"] = "normal",
         loss: SequenceLoss = "sampled_softmax",
         num_negatives: int = 256,
         shared_negatives: bool = True,
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
+        adam_betas: tuple[float, float] = (0.9, 0.999),
         top_k: Sequence[int] = (5, 10, 20),
         predict_top_k: int = 10,
     ) -> None:
@@ -134,9 +141,9 @@ class TextSASRec(ItemTextCacheMixin, SASRec):
             raise ValueError(f"item_representation must be 'init', 'fuse' or 'text', got {item_representation!r}")
         super().__init__(
             num_users, num_items, dim=dim, max_length=max_length, num_layers=num_layers, num_heads=num_heads,
-            dropout=dropout, feedforward_dim=feedforward_dim, loss=loss, num_negatives=num_negatives,
-            shared_negatives=shared_negatives, learning_rate=learning_rate, weight_decay=weight_decay, top_k=top_k,
-            predict_top_k=predict_top_k,
+            dropout=dropout, feedforward_dim=feedforward_dim, block=block, init=init, loss=loss,
+            num_negatives=num_negatives, shared_negatives=shared_negatives, learning_rate=learning_rate,
+            weight_decay=weight_decay, adam_betas=adam_betas, top_k=top_k, predict_top_k=predict_top_k,
         )  # fmt: skip
         self.save_hyperparameters()
         check_per_item(item_texts, num_items, "item_texts")

@@ -146,14 +146,15 @@ class SparseDenseAdam(torch.optim.Optimizer):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         catch_up: bool = True,
+        betas: tuple[float, float] = (0.9, 0.999),
     ) -> None:
         dense, sparse = list(dense), list(sparse)
         if not sparse:
             raise ValueError("SparseDenseAdam needs sparse parameters; use torch.optim.Adam without them")
         sparse_adam = CatchUpSparseAdam if catch_up else torch.optim.SparseAdam
-        self.optimizers: list[torch.optim.Optimizer] = [sparse_adam(sparse, lr=lr)]
+        self.optimizers: list[torch.optim.Optimizer] = [sparse_adam(sparse, lr=lr, betas=betas)]
         if dense:
-            self.optimizers.insert(0, torch.optim.Adam(dense, lr=lr, weight_decay=weight_decay))
+            self.optimizers.insert(0, torch.optim.Adam(dense, lr=lr, betas=betas, weight_decay=weight_decay))
         super().__init__(dense + sparse, {"lr": lr})
         # The inner optimizers' own groups, so that a learning-rate scheduler's changes reach them.
         self.param_groups = [group for optimizer in self.optimizers for group in optimizer.param_groups]
@@ -185,14 +186,18 @@ class SparseDenseAdam(torch.optim.Optimizer):
             optimizer.load_state_dict(state)
 
 
-def adam(module: nn.Module, lr: float, weight_decay: float = 0.0, catch_up: bool = True) -> torch.optim.Optimizer:
+def adam(
+    module: nn.Module, lr: float, weight_decay: float = 0.0, catch_up: bool = True,
+    betas: tuple[float, float] = (0.9, 0.999),
+) -> torch.optim.Optimizer:  # fmt: skip
     """Adam over ``module``'s trainable parameters; :class:`SparseDenseAdam` where some embedding tables have
     sparse gradients (their rows stepped by :class:`CatchUpSparseAdam`, or lazily without ``catch_up``)."""
     sparse_ids = {id(m.weight) for m in module.modules() if isinstance(m, nn.Embedding) and m.sparse}
     trainable = [p for p in module.parameters() if p.requires_grad]
     if not sparse_ids:
-        return torch.optim.Adam(trainable, lr=lr, weight_decay=weight_decay)
+        return torch.optim.Adam(trainable, lr=lr, betas=betas, weight_decay=weight_decay)
     if weight_decay:
         raise ValueError("sparse_gradients=True cannot take weight_decay (a sparse step has none): set weight_decay 0")
     sparse = [p for p in trainable if id(p) in sparse_ids]
-    return SparseDenseAdam([p for p in trainable if id(p) not in sparse_ids], sparse, lr=lr, catch_up=catch_up)
+    dense = [p for p in trainable if id(p) not in sparse_ids]
+    return SparseDenseAdam(dense, sparse, lr=lr, catch_up=catch_up, betas=betas)

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+#: ``pre_norm``: the pre-norm block of BERT and GPT-2 (GELU feed-forward). ``sasrec``: the SASRec authors' block
+#: (RecTools' too): attention from the normalised query over the raw keys, residuals on the normalised inputs,
+#: ReLU feed-forward.
+BlockLayout = Literal["pre_norm", "sasrec"]
 
 #: Dropout keeps an element when its 15 random bits reach ``p * 2**15``: ``p`` is exact to 3e-5.
 _DROPOUT_BITS = 15
@@ -34,35 +40,56 @@ def cheap_dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
 
 
 class SequenceBlock(nn.Module):
-    """A pre-norm Transformer encoder block (GELU feed-forward, ``4 * dim`` wide by default) over the real tokens only.
+    """A Transformer encoder block over the real tokens only: pre-norm (GELU feed-forward, ``4 * dim`` wide by
+    default) or the SASRec authors' layout (``layout="sasrec"``).
 
     Every position-wise part (layer norms, projections, feed-forward, dropout) runs on the ``N`` real
     tokens of the batch, ``[N, dim]``; only attention sees the padded ``[B, L]`` layout. Short
     sequences then cost what their tokens need, not ``max_length`` (on Beauty, 7x fewer rows). The
-    parameters and their names are ``nn.TransformerEncoderLayer``'s (``norm_first=True``).
+    parameters and their names are ``nn.TransformerEncoderLayer``'s (``norm_first=True``) in both layouts.
     """
 
-    def __init__(self, dim: int, num_heads: int, dropout: float, feedforward_dim: int | None = None) -> None:
+    def __init__(
+        self, dim: int, num_heads: int, dropout: float, feedforward_dim: int | None = None,
+        layout: BlockLayout = "pre_norm",
+    ) -> None:  # fmt: skip
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads})")
+        if layout not in ("pre_norm", "sasrec"):
+            raise ValueError(f"block layout must be 'pre_norm' or 'sasrec', got {layout!r}")
         self.self_attn = nn.MultiheadAttention(dim, num_heads, batch_first=True)  # holds the projections
         width = feedforward_dim or 4 * dim
         self.linear1, self.linear2 = nn.Linear(dim, width), nn.Linear(width, dim)
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.num_heads, self.dropout = num_heads, dropout
+        self.num_heads, self.dropout, self.layout = num_heads, dropout, layout
 
     def forward(self, tokens: Tensor, token_index: Tensor, shape: tuple[int, int], attention_mask: Tensor) -> Tensor:
         """``tokens`` ``[N, dim]`` are the real positions ``token_index`` of a ``shape`` ``(B, L)`` batch;
         ``attention_mask`` ``[B, heads, L, L]`` is additive."""
-        attended = self._attend(self.norm1(tokens), token_index, shape, attention_mask)
+        if self.layout == "sasrec":
+            query = self.norm1(tokens)
+            tokens = query + self._attend(query, tokens, token_index, shape, attention_mask)
+            normed = self.norm2(tokens)
+            hidden = cheap_dropout(F.relu(self.linear1(normed)), self.dropout, self.training)
+            return normed + cheap_dropout(self.linear2(hidden), self.dropout, self.training)
+        normed = self.norm1(tokens)
+        attended = self._attend(normed, normed, token_index, shape, attention_mask)
         tokens = tokens + cheap_dropout(attended, self.dropout, self.training)
         hidden = cheap_dropout(F.gelu(self.linear1(self.norm2(tokens))), self.dropout, self.training)
         return tokens + cheap_dropout(self.linear2(hidden), self.dropout, self.training)
 
-    def _attend(self, tokens: Tensor, token_index: Tensor, shape: tuple[int, int], attention_mask: Tensor) -> Tensor:
-        (batch, length), dim, heads = shape, tokens.shape[1], self.num_heads
-        projected = F.linear(tokens, self.self_attn.in_proj_weight, self.self_attn.in_proj_bias)
+    def _attend(
+        self, queries: Tensor, keys: Tensor, token_index: Tensor, shape: tuple[int, int], attention_mask: Tensor
+    ) -> Tensor:
+        (batch, length), dim, heads = shape, queries.shape[1], self.num_heads
+        weight, bias = self.self_attn.in_proj_weight, self.self_attn.in_proj_bias
+        if queries is keys:
+            projected = F.linear(queries, weight, bias)
+        else:
+            # The SASRec layout: queries from the normalised tokens, keys and values from the raw ones.
+            query, key_value = F.linear(queries, weight[:dim], bias[:dim]), F.linear(keys, weight[dim:], bias[dim:])
+            projected = torch.cat([query, key_value], 1)
         # Padded positions get zero keys and values; the mask keeps every real query off them.
         padded = projected.new_zeros(batch * length, 3 * dim).index_copy(0, token_index, projected)
         q, k, v = padded.view(batch, length, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
@@ -96,6 +123,9 @@ class ItemSequenceEncoder(nn.Module):
         feedforward_dim: width of each block's feed-forward layer (``None``: ``4 * dim``, as BERT; SASRec's paper
             uses ``dim``).
         sparse: sparse gradients for the item table (steps that look up a few items move only their rows).
+        block: the blocks' layout, ``pre_norm`` or the SASRec authors' ``sasrec`` (see :class:`SequenceBlock`).
+        init: ``normal`` (every table N(0, 0.02), PyTorch's defaults elsewhere) or ``xavier`` (Xavier-normal for
+            every matrix, as RecTools initialises its transformers).
 
     Example:
         >>> encoder = ItemSequenceEncoder(num_items=10, dim=8, max_length=4)
@@ -114,18 +144,29 @@ class ItemSequenceEncoder(nn.Module):
         causal: bool = True,
         sparse: bool = False,
         feedforward_dim: int | None = None,
+        block: BlockLayout = "pre_norm",
+        init: Literal["normal", "xavier"] = "normal",
     ) -> None:
         super().__init__()
+        if init not in ("normal", "xavier"):
+            raise ValueError(f"init must be 'normal' or 'xavier', got {init!r}")
         self.num_items, self.max_length, self.causal, self.num_heads = num_items, max_length, causal, num_heads
         self.mask_item = num_items
         # Rows: the catalog, [MASK], then padding (its row is never trained).
         self.item_embedding = nn.Embedding(num_items + 2, dim, padding_idx=num_items + 1, sparse=sparse)
         self.position_embedding = nn.Embedding(max_length, dim)
         self.dropout = dropout
-        self.layers = nn.ModuleList(SequenceBlock(dim, num_heads, dropout, feedforward_dim) for _ in range(num_layers))
+        self.layers = nn.ModuleList(
+            SequenceBlock(dim, num_heads, dropout, feedforward_dim, block) for _ in range(num_layers)
+        )
         self.final_norm = nn.LayerNorm(dim)
-        nn.init.normal_(self.item_embedding.weight, std=0.02)
-        nn.init.normal_(self.position_embedding.weight, std=0.02)
+        if init == "xavier":
+            for parameter in self.parameters():
+                if parameter.dim() > 1:
+                    nn.init.xavier_normal_(parameter)
+        else:
+            nn.init.normal_(self.item_embedding.weight, std=0.02)
+            nn.init.normal_(self.position_embedding.weight, std=0.02)
         self._register_load_state_dict_pre_hook(_rename_old_block_keys)
 
     def embed(self, items: Tensor) -> Tensor:
