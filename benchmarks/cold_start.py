@@ -71,7 +71,7 @@ def build_datamodule(args, seed: int, sequences: bool = False) -> L.LightningDat
     return MovieLens1MDataModule(str(data), ratings_file=str(ratings) if ratings.is_file() else None, **kwargs)
 
 
-def build_model(name: str, backbone: str, dm) -> L.LightningModule:
+def build_model(name: str, backbone: str, dm, id_dropout: float = 0.0) -> L.LightningModule:
     text = {**backbone_kwargs(backbone), "factor": 32, "learning_rate": 1e-3}
     if name == "ItemPop":
         return ItemPop(dm.num_users, dm.num_items)
@@ -82,7 +82,9 @@ def build_model(name: str, backbone: str, dm) -> L.LightningModule:
         spec = backbone_kwargs(backbone)
         return TextSASRec(dm.num_users, dm.num_items, dm.item_texts, item_representation=name.split("-")[1],
                           backbone=spec["backbone"], pretrained=spec["pretrained"], pooling=spec["pooling"],
-                          text_max_length=spec["max_length"], **sequence)  # fmt: skip
+                          text_max_length=spec["max_length"],
+                          id_dropout=id_dropout if name == "TextSASRec-fuse" else 0.0,
+                          **sequence)  # fmt: skip
     if name == "ContentRec":
         return ContentRec(dm.num_users, dm.num_items, dm.item_texts, **text)
     if name == "GENRE":  # click + category (neither dataset here has ratings in this form)
@@ -114,13 +116,15 @@ def run(args) -> list[dict]:
         for name in names:
             L.seed_everything(seed)
             dm = sequences_dm if name in SEQUENCE_MODELS else pairs_dm
-            model = build_model(name, args.backbone, dm)
+            model = build_model(name, args.backbone, dm, args.id_dropout)
             uses_text = name in TEXT_MODELS
             callbacks = [MetadataCacheCallback(args.cache_dir, switch_at_epoch=None)] if name in (
                 "GPT2Recommender", "Enhanced-fast", *TEXT_SEQUENCE_MODELS) else []  # fmt: skip
             epochs = 1 if name == "ItemPop" else args.epochs  # it counts in its first epoch
             results, fit_seconds = fit_and_test_all(model, dm, epochs, callbacks)
             label = f"{name}[{args.backbone}]" if uses_text else name
+            if name == "TextSASRec-fuse" and args.id_dropout:
+                label = f"{name}[{args.backbone}, ID dropout {args.id_dropout}]"
             for test, metrics in results.items():
                 run_result = {"metrics": metrics, "seconds_per_epoch": fit_seconds / epochs}
                 for row in result_rows(args.dataset, label, run_result, seed=seed, epochs=epochs,
@@ -213,6 +217,8 @@ def main() -> None:
     parser.add_argument("--eval-negatives", type=int, default=99, help="sampled protocol's negatives per user")
     parser.add_argument("--backbone", choices=BACKBONES, default="minilm")
     parser.add_argument("--models", default="", help=f"comma-separated subset of {MODELS} (default: all)")
+    parser.add_argument("--id-dropout", type=float, default=0.0,
+                        help="TextSASRec-fuse: probability of dropping an item's ID part in a step (DropoutNet)")
     parser.add_argument("--cache-dir", default=".cache/lightning_rec")
     add_output_arguments(parser, "cold_start")
     args = parser.parse_args()

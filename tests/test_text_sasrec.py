@@ -273,6 +273,26 @@ def test_fuse_predicts_cold_id_rows_from_their_text():
     assert not torch.allclose(expected, expected.mean(0))  # the mean fill would have lost it
 
 
+def test_id_dropout_trains_the_text_part_alone_and_leaves_cold_items_none():
+    torch.manual_seed(0)
+    model = TextSASRec(3, 400, [f"item {i}" for i in range(400)], item_representation="fuse", dim=8, max_length=4,
+                       backbone="tiny-gpt2", pretrained=False, id_dropout=0.3)  # fmt: skip
+    model.set_text_cache(torch.randn(400, model.text_encoder.hidden_size))
+    catalog = torch.arange(400)
+    with torch.no_grad():
+        text = model.text_projection(model.text_encoder.cache)
+        fused = model.eval().item_lookup(catalog)(catalog)
+        dropped = model.train().item_lookup(catalog)(catalog)
+    text_only = torch.isclose(dropped, text, atol=1e-6).all(1)
+    assert torch.equal(text_only, ~torch.isclose(dropped, fused, atol=1e-6).all(1))  # each item: all or nothing
+    assert 0.2 < float(text_only.float().mean()) < 0.4
+    model.fill_untrained_items(300)  # a cold item is ranked by its text, as the training taught
+    assert torch.equal(model.encoder.item_embedding.weight[300:400], torch.zeros(100, 8))
+    with pytest.raises(ValueError, match="id_dropout must be in"):
+        TextSASRec(2, 3, ["a", "b", "c"], item_representation="text", backbone="tiny-gpt2", pretrained=False,
+                   id_dropout=0.5)  # fmt: skip
+
+
 def test_testing_a_checkpoint_reads_the_cached_catalog_instead_of_encoding_it_again(tmp_path, monkeypatch):
     dm = color_datamodule(tmp_path)
     model = text_sasrec(dm, item_representation="fuse")

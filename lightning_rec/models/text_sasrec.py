@@ -77,6 +77,9 @@ class TextSASRec(ItemTextCacheMixin, SASRec):
             the live encoder; the others read the in-memory cache. ``None``: every item.
         refresh_every_n_steps: with a budget, recompute the in-memory cache every this many steps.
         dynamic_layers: run only the top ``dynamic_layers`` backbone blocks live. ``None``: all blocks.
+        id_dropout: ``fuse``: each training step drops the ID part of each item with this probability, so that the
+            text part alone learns to rank an item (DropoutNet, Volkovs et al. 2017). Items without training
+            interactions (cold start) then keep no ID part, instead of one predicted from their text.
         dim: hidden size.
         max_length: longest sequence the model reads; set it to the data module's ``history_length``.
         num_layers: Transformer blocks.
@@ -120,6 +123,7 @@ class TextSASRec(ItemTextCacheMixin, SASRec):
         dynamic_items_per_step: int | None = None,
         refresh_every_n_steps: int | None = None,
         dynamic_layers: int | None = None,
+        id_dropout: float = 0.0,
         dim: int = 64,
         max_length: int = 50,
         num_layers: int = 1,
@@ -139,6 +143,8 @@ class TextSASRec(ItemTextCacheMixin, SASRec):
     ) -> None:
         if item_representation not in ("init", "fuse", "text"):
             raise ValueError(f"item_representation must be 'init', 'fuse' or 'text', got {item_representation!r}")
+        if not 0 <= id_dropout < 1 or (id_dropout and item_representation != "fuse"):
+            raise ValueError(f"id_dropout must be in [0, 1) and needs item_representation='fuse', got {id_dropout}")
         super().__init__(
             num_users, num_items, dim=dim, max_length=max_length, num_layers=num_layers, num_heads=num_heads,
             dropout=dropout, feedforward_dim=feedforward_dim, block=block, init=init, loss=loss,
@@ -147,7 +153,7 @@ class TextSASRec(ItemTextCacheMixin, SASRec):
         )  # fmt: skip
         self.save_hyperparameters()
         check_per_item(item_texts, num_items, "item_texts")
-        self.item_representation = item_representation
+        self.item_representation, self.id_dropout = item_representation, id_dropout
         self.text_encoder = ItemTextEncoder(
             item_texts or [], backbone, pretrained, pooling, text_max_length, freeze=freeze_backbone,
             use_peft=use_peft, lora_rank=lora_rank, lora_alpha=lora_alpha, lora_target_modules=lora_target_modules,
@@ -170,7 +176,10 @@ class TextSASRec(ItemTextCacheMixin, SASRec):
         """Item vectors ``[N, dim]`` of distinct ``ids`` from their pooled text states ``[N, hidden]``."""
         vectors = self.text_projection(pooled)
         if self.item_representation == "fuse":
-            vectors = vectors + self.encoder.item_embedding(ids)
+            ids_part = self.encoder.item_embedding(ids)
+            if self.training and self.id_dropout:  # one draw per distinct item: its input and output rows agree
+                ids_part = ids_part * (torch.rand(len(ids), 1, device=ids.device) >= self.id_dropout)
+            vectors = vectors + ids_part
         return vectors
 
     def item_lookup(self, items: Tensor) -> ItemLookup:
@@ -201,6 +210,9 @@ class TextSASRec(ItemTextCacheMixin, SASRec):
         item."""
         if self.item_representation != "fuse" or num_trained_items >= self.num_items:
             return super().fill_untrained_items(num_trained_items)
+        if self.id_dropout:  # trained to rank an item by its text alone: a cold item has no ID part
+            self.encoder.item_embedding.weight[num_trained_items : self.num_items] = 0
+            return
         text = self.text_projection(self.text_cache_or_build()[: self.num_items].to(self.device))
         features = torch.cat([text, text.new_ones(len(text), 1)], dim=1).double()  # with an intercept
         warm = features[:num_trained_items]
