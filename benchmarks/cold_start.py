@@ -217,8 +217,12 @@ def main() -> None:
     parser.add_argument("--eval-negatives", type=int, default=99, help="sampled protocol's negatives per user")
     parser.add_argument("--backbone", choices=BACKBONES, default="minilm")
     parser.add_argument("--models", default="", help=f"comma-separated subset of {MODELS} (default: all)")
-    parser.add_argument("--id-dropout", type=float, default=0.0,
-                        help="TextSASRec-fuse: probability of dropping an item's ID part in a step (DropoutNet)")
+    parser.add_argument(
+        "--id-dropout",
+        type=float,
+        default=0.0,
+        help="TextSASRec-fuse: probability of dropping an item's ID part in a step (DropoutNet)",
+    )
     parser.add_argument("--cache-dir", default=".cache/lightning_rec")
     add_output_arguments(parser, "cold_start")
     args = parser.parse_args()
