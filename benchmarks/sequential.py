@@ -78,6 +78,7 @@ class ValidationCurve(Callback):
 #: folder) names only those it changes, so the rows of earlier fits keep their names.
 RECIPE_DEFAULTS: dict[str, Any] = {
     "negatives": "shared", "feedforward_dim": None, "block": "pre_norm", "init": "normal", "adam_beta2": 0.999,
+    "monitor": "NDCG@10",
 }  # fmt: skip
 
 
@@ -183,10 +184,12 @@ def run(name: str, seed: int, args) -> dict[str, Any]:
     model = build_model(name, dm, args)
     run_dir = checkpoint_dir(args, run_identity(name, seed, args))
     curve = ValidationCurve()
-    checkpoint = ModelCheckpoint(dirpath=run_dir, monitor=MONITOR, mode="max", filename="best")
+    # Early stopping and the tested checkpoint follow --monitor; the curve (time to quality, the figure) NDCG@10.
+    monitor = f"val/full/{args.monitor}" if name == "SASRec" or is_text else MONITOR
+    checkpoint = ModelCheckpoint(dirpath=run_dir, monitor=monitor, mode="max", filename="best")
     # Saved every epoch (a monitored checkpoint's save_last only follows its improvements), to resume from.
     latest = ModelCheckpoint(dirpath=run_dir, filename="last", enable_version_counter=False)
-    stopper = EarlyStopping(monitor=MONITOR, mode="max", patience=args.patience)
+    stopper = EarlyStopping(monitor=monitor, mode="max", patience=args.patience)
     callbacks: list[Callback] = [curve, checkpoint, latest, stopper]
     hybrid = is_text and args.strategy == "hybrid"
     # The catalog's text vectors are computed once per backbone and read from disk after; the hybrid
@@ -204,7 +207,9 @@ def run(name: str, seed: int, args) -> dict[str, Any]:
     fit_seconds = curve.minutes() * 60
     # Testing the best checkpoint restores the callbacks' states as they were then: keep the whole curve.
     points = list(curve.points)
-    best_epoch = max(points, key=lambda point: point[2])[0] if points else 0
+    best_epoch = (
+        torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)["epoch"] if points else 0
+    )
     metrics = trainer.test(model, datamodule=dm, ckpt_path=checkpoint.best_model_path or None, verbose=False)[0]
     data = dm.data
     evaluated = int(((data.test_items >= 0) | data.test_unrankable).sum())
@@ -475,7 +480,10 @@ def main() -> None:
     )
     parser.add_argument("--adam-beta2", type=float, default=0.999, help="Adam's beta2 (RecTools: 0.98)")
     parser.add_argument("--max-epochs", type=int, default=200)
-    parser.add_argument("--patience", type=int, default=20, help="epochs without a better val NDCG@10")
+    parser.add_argument("--patience", type=int, default=20, help="epochs without a better monitored value")
+    parser.add_argument("--monitor", choices=["NDCG@10", "HR@10"], default="NDCG@10",
+                        help="SASRec and TextSASRec: the validation metric of early stopping and the tested checkpoint "
+                             "(the published SASRec numbers select by Recall@10, which is HR@10 here)")  # fmt: skip
     parser.add_argument("--max-length", type=int, default=50, help="sequence length (history items)")
     parser.add_argument("--quality-bar", type=float, default=0.04, help="val NDCG@10 for time-to-quality")
     parser.add_argument("--cache-dir", default=".cache/lightning_rec/item_text")

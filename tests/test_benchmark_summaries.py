@@ -1,9 +1,14 @@
-"""Benchmarks: mean rows over every seed, and the cold-start protocol end to end on the embedded data."""
+"""Benchmarks: mean rows over every seed, the cold-start protocol end to end on the embedded data, and the
+sequential benchmark's recipe options."""
 
 import json
+import sys
 from argparse import Namespace
 
+import torch
+
 from benchmarks.gpt2_movielens import summarise
+from tests.conftest import write_ml100k
 
 
 def test_a_mean_row_averages_every_metric_and_lists_text_fields_the_seeds_disagree_on():
@@ -39,6 +44,7 @@ def test_the_cold_start_benchmark_runs_end_to_end_and_separates_the_catalog_pass
 
     args = Namespace(dataset="ml-1m", data=str(EMBEDDED_DIR), seeds="0", epochs=1, cold_fraction=0.2,
                      eval_negatives=20, backbone="tiny-gpt2", models="ItemPop,GPT2Recommender,SASRec,TextSASRec-text",
+                     id_dropout=0.0,
                      cache_dir=str(tmp_path), out=str(tmp_path / "out"), publish=False)  # fmt: skip
     use_output_dir(args)
     rows = run(args)
@@ -57,3 +63,27 @@ def test_the_cold_start_benchmark_runs_end_to_end_and_separates_the_catalog_pass
     text = by_model["GPT2Recommender[tiny-gpt2]"]
     assert text[0]["catalog_cache_seconds"] > 0 and by_model["ItemPop"][0]["catalog_cache_seconds"] == 0
     assert all(r["catalog_cache_seconds"] <= r["fit_seconds"] + 1 for r in text)
+
+
+def test_the_sequential_benchmark_names_its_recipe_and_tests_the_checkpoint_its_monitor_chose(tmp_path, monkeypatch):
+    from benchmarks import sequential
+
+    data = write_ml100k(tmp_path / "ml-100k", num_users=30)
+    out = tmp_path / "out"
+    argv = ["sequential", "--dataset", "ml-100k", "--data", str(data), "--models", "SASRec", "--loss", "ce",
+            "--dim", "8", "--max-length", "5", "--block", "sasrec", "--monitor", "HR@10", "--max-epochs", "3",
+            "--out", str(out)]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    sequential.main()
+    (row,) = json.loads((out / "sequential.json").read_text())
+    # Only the options that differ from the defaults name the row (and its checkpoint folder).
+    assert (row["block"], row["monitor"]) == ("sasrec", "HR@10") and "init" not in row and "negatives" not in row
+    (folder,) = (out / "checkpoints").iterdir()
+    assert folder.name.endswith("-ce-sasrec-HR@10")
+    best = torch.load(folder / "best.ckpt", map_location="cpu", weights_only=False)
+    assert best["hyper_parameters"]["block"] == "sasrec"
+    stopping = [key for key in best["callbacks"] if key.startswith(("EarlyStopping", "ModelCheckpoint"))]
+    assert sum("'monitor': 'val/full/HR@10'" in key for key in stopping) == 2  # early stopping and the best checkpoint
+    assert row["best_epoch"] == best["epoch"]
+    sequential.main()  # the finished row is found and skipped
+    assert len(json.loads((out / "sequential.json").read_text())) == 1
