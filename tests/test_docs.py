@@ -73,6 +73,12 @@ def test_the_feedforward_ablation_table_is_generated_from_the_sequential_rows():
     assert table in (REPO / "docs" / "benchmarks" / "sequential.md").read_text()
 
 
+def test_the_sasrec_block_table_is_generated_from_the_sequential_rows():
+    table = headline(rows_of("sequential"), "beauty", "ce", 64, feedforward_dim=64, block="sasrec")
+    text = (REPO / "docs" / "benchmarks" / "sequential.md").read_text()
+    assert f"<!-- sasrec-block -->\n{table}\n<!-- /sasrec-block -->" in text
+
+
 def test_the_readme_recall_table_is_generated_from_its_rows():
     table = recall_markdown(rows_of("beauty_recall_table"), rows_of("sequential"))
     assert table in (REPO / "README.md").read_text()
