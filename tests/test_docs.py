@@ -77,6 +77,7 @@ def test_the_sasrec_block_table_is_generated_from_the_sequential_rows():
     table = headline(rows_of("sequential"), "beauty", "ce", 64, feedforward_dim=64, block="sasrec")
     text = (REPO / "docs" / "benchmarks" / "sequential.md").read_text()
     assert f"<!-- sasrec-block -->\n{table}\n<!-- /sasrec-block -->" in text
+    assert f"{table}\n<!-- /sasrec-block -->" in (REPO / "README.md").read_text()
 
 
 def test_the_readme_recall_table_is_generated_from_its_rows():
