@@ -461,29 +461,23 @@ def main() -> None:
         default="sampled_softmax",
         help="loss of SASRec and TextSASRec (1 block, 1 head)",
     )
-    parser.add_argument("--feedforward-dim", type=int, help="SASRec and TextSASRec: feed-forward width "
-                        "(default 4 x --dim; the SASRec paper and RecTools use --dim)")  # fmt: skip
-    parser.add_argument("--negatives", choices=["shared", "per-position"], default="shared",
-                        help="sampled softmax: one draw of 256 per step shared by every position, or a draw per "
-                             "position (as eSASRec trains in RecTools)")  # fmt: skip
-    parser.add_argument(
-        "--block",
-        choices=["pre_norm", "sasrec"],
-        default="pre_norm",
-        help="SASRec and TextSASRec: pre-norm GELU blocks, or the SASRec authors' (as RecTools)",
+    recipe = parser.add_argument_group(
+        "SASRec and TextSASRec recipe options (RecTools' SASRec: --feedforward-dim DIM --block sasrec --init xavier "
+        "--adam-beta2 0.98 --monitor HR@10); a row names those that differ from the defaults"
     )
-    parser.add_argument(
-        "--init",
-        choices=["normal", "xavier"],
-        default="normal",
-        help="SASRec and TextSASRec: tables N(0, 0.02), or Xavier-normal matrices (as RecTools)",
-    )
-    parser.add_argument("--adam-beta2", type=float, default=0.999, help="Adam's beta2 (RecTools: 0.98)")
+    recipe.add_argument("--feedforward-dim", type=int, help="feed-forward width (default 4 x --dim; the paper: --dim)")
+    recipe.add_argument("--negatives", choices=["shared", "per-position"], default="shared",
+                        help="sampled softmax: 256 negatives drawn once per step, or for each position")  # fmt: skip
+    recipe.add_argument("--block", choices=["pre_norm", "sasrec"], default="pre_norm",
+                        help="pre-norm GELU blocks, or the SASRec authors' (normalised residuals, ReLU)")  # fmt: skip
+    recipe.add_argument("--init", choices=["normal", "xavier"], default="normal",
+                        help="tables N(0, 0.02), or Xavier-normal matrices")  # fmt: skip
+    recipe.add_argument("--adam-beta2", type=float, default=0.999, help="Adam's beta2")
+    recipe.add_argument("--monitor", choices=["NDCG@10", "HR@10"], default="NDCG@10",
+                        help="validation metric of early stopping and the tested checkpoint (the published SASRec "
+                             "numbers select by Recall@10, which is HR@10 here)")  # fmt: skip
     parser.add_argument("--max-epochs", type=int, default=200)
     parser.add_argument("--patience", type=int, default=20, help="epochs without a better monitored value")
-    parser.add_argument("--monitor", choices=["NDCG@10", "HR@10"], default="NDCG@10",
-                        help="SASRec and TextSASRec: the validation metric of early stopping and the tested checkpoint "
-                             "(the published SASRec numbers select by Recall@10, which is HR@10 here)")  # fmt: skip
     parser.add_argument("--max-length", type=int, default=50, help="sequence length (history items)")
     parser.add_argument("--quality-bar", type=float, default=0.04, help="val NDCG@10 for time-to-quality")
     parser.add_argument("--cache-dir", default=".cache/lightning_rec/item_text")
