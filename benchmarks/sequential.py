@@ -207,8 +207,11 @@ def run(name: str, seed: int, args) -> dict[str, Any]:
     fit_seconds = curve.minutes() * 60
     # Testing the best checkpoint restores the callbacks' states as they were then: keep the whole curve.
     points = list(curve.points)
+    # Memory-mapped: only the epoch is read here (the test below loads the weights).
     best_epoch = (
-        torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False)["epoch"] if points else 0
+        torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=False, mmap=True)["epoch"]
+        if points
+        else 0
     )
     metrics = trainer.test(model, datamodule=dm, ckpt_path=checkpoint.best_model_path or None, verbose=False)[0]
     data = dm.data
@@ -281,7 +284,7 @@ def headline(
 ) -> str:
     """The README's headline table: SASRec against TextSASRec, one line per model and backbone, over seeds,
     from the rows of one recipe (``loss``, ``dim`` and the :data:`RECIPE_DEFAULTS` options given in ``recipe``,
-    1 block, early stopping on validation NDCG@10)."""
+    1 block, early stopping on the recipe's monitored validation metric)."""
     wanted = (loss, dim, recipe_of(recipe))
     groups: dict[tuple, list[dict]] = {}
     for row in rows:

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from lightning_rec.models.base import Batch, Recommender, require_history, require_sequences
 from lightning_rec.nn.losses import sampled_softmax
-from lightning_rec.nn.sequence import BlockLayout, ItemSequenceEncoder, trim_left_padding
+from lightning_rec.nn.sequence import BlockLayout, ItemSequenceEncoder, WeightInit, trim_left_padding
 
 SequenceLoss = Literal["bce", "ce", "sampled_softmax"]
 #: Item indices (any shape, ``-1`` padding) -> item vectors ``[..., dim]``.
@@ -76,7 +76,7 @@ class SASRec(Recommender):
         dropout: float = 0.2,
         feedforward_dim: int | None = None,
         block: BlockLayout = "pre_norm",
-        init: Literal["normal", "xavier"] = "normal",
+        init: WeightInit = "normal",
         loss: SequenceLoss = "ce",
         num_negatives: int = 256,
         shared_negatives: bool = True,

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from lightning_rec.models.base import check_per_item, require_history
 from lightning_rec.models.sasrec import ItemLookup, SASRec, SequenceLoss
 from lightning_rec.models.text_cache import ItemTextCacheMixin
-from lightning_rec.nn.sequence import BlockLayout
+from lightning_rec.nn.sequence import BlockLayout, WeightInit
 from lightning_rec.nn.text_encoder import ItemTextEncoder, Pooling
 
 ItemRepresentation = Literal["init", "fuse", "text"]
@@ -131,7 +131,7 @@ class TextSASRec(ItemTextCacheMixin, SASRec):
         dropout: float = 0.2,
         feedforward_dim: int | None = None,
         block: BlockLayout = "pre_norm",
-        init: Literal["normal", "xavier"] = "normal",
+        init: WeightInit = "normal",
         loss: SequenceLoss = "sampled_softmax",
         num_negatives: int = 256,
         shared_negatives: bool = True,

@@ -13,6 +13,9 @@ from torch import Tensor, nn
 #: (RecTools' too): attention from the normalised query over the raw keys, residuals on the normalised inputs,
 #: ReLU feed-forward.
 BlockLayout = Literal["pre_norm", "sasrec"]
+#: ``normal``: item and position tables N(0, 0.02), PyTorch's defaults elsewhere. ``xavier``: Xavier-normal for every
+#: matrix, as RecTools initialises its transformers.
+WeightInit = Literal["normal", "xavier"]
 
 #: Dropout keeps an element when its 15 random bits reach ``p * 2**15``: ``p`` is exact to 3e-5.
 _DROPOUT_BITS = 15
@@ -145,7 +148,7 @@ class ItemSequenceEncoder(nn.Module):
         sparse: bool = False,
         feedforward_dim: int | None = None,
         block: BlockLayout = "pre_norm",
-        init: Literal["normal", "xavier"] = "normal",
+        init: WeightInit = "normal",
     ) -> None:
         super().__init__()
         if init not in ("normal", "xavier"):
